@@ -8,6 +8,10 @@ BUF := node_modules/.bin/buf
 TSC := node_modules/.bin/tsc
 JEST := node_modules/.bin/jest
 RELEASED_IMAGE := proto/released.binpb
+# Debian's interpreter, which sees python3-grpcio; a python3 earlier on PATH may not.
+PYTHON := /usr/bin/python3
+TARGET ?=
+SERVICE ?=
 
 .PHONY: help
 help: ## List the targets
@@ -51,8 +55,13 @@ build: node_modules ## Compile TypeScript into dist/
 	$(TSC) -p tsconfig.json
 
 .PHONY: pyclient
-pyclient: ## Generate the Python client stubs from proto/ into build/pygen
+pyclient: node_modules ## Generate the Python client stubs from proto/ into build/pygen
 	scripts/gen-python.sh build/pygen
+
+.PHONY: pyhealth
+pyhealth: pyclient ## gRPC health check from Python: make pyhealth TARGET=host:port [SERVICE=uims.broker.v1.BrokerService]
+	$(if $(TARGET),,$(error set TARGET=host:port))
+	$(PYTHON) test/python/health_check.py --stubs build/pygen --target '$(TARGET)' --service '$(SERVICE)'
 
 .PHONY: test
 test: lint check-generated breaking build ## Everything CI runs: contract checks, type check, all jest suites

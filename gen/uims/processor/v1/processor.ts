@@ -59,7 +59,10 @@ export interface TransmitResponse {
   destinationAckMac: Buffer;
   /** Node id of the processor. */
   nodeId: string;
-  /** HMAC(K1, label "uims.process-ack.v1" || message id || release id || node id || converted payload digest). */
+  /**
+   * HMAC(K1, label "uims.process-ack.v1" || message id || release id || node id || digest of the payload received ||
+   * segments || destination node id || destination ack MAC): the originator can check it without the converted content.
+   */
   ackMac: Buffer;
   /** SMS segments or fax pages the conversion produced. */
   segments: number;

@@ -1,0 +1,110 @@
+import { AdminServiceService } from "../gen/uims/admin/v1/admin";
+import { BrokerServiceService } from "../gen/uims/broker/v1/broker";
+import { TscsAuthority } from "../common/crypto/tscs";
+import { channelOptions, clientCredentials } from "../common/grpc-client";
+import { bindServer, createGrpcServer, serverCredentials, type GrpcServer } from "../common/grpc-server";
+import type { Logger } from "../common/logger";
+import { BROKER_AUDIENCE } from "../common/mesh/broker-client";
+import { InFlight } from "../common/mesh/multiplex";
+import type { MeshIdentity } from "../common/mesh/peer";
+import type { Store } from "../common/store";
+import { Accounting } from "./accounting";
+import { createAdminService } from "./admin-service";
+import type { BrokerConfig } from "./config";
+import { Notifier } from "./notifier";
+import { PresenceBook } from "./presence";
+import { ProfileDirectory } from "./profiles";
+import { BrokerProtocol } from "./protocol";
+import { GatewayRegistry } from "./registry";
+import { createBrokerService } from "./service";
+import { TransactionStore } from "./transactions";
+
+export interface BrokerServer extends GrpcServer {
+  protocol: BrokerProtocol;
+  profiles: ProfileDirectory;
+  inFlight: InFlight;
+  /** Binds, starts the deadline and notice loops; resolves with the bound port. */
+  start(): Promise<number>;
+  /** Stops the loops and closes outbound connections (the gRPC server is shut down by the caller). */
+  stopBackground(): void;
+}
+
+/** Builds the broker from its configuration and store; does not bind. */
+export function createBrokerServer(config: BrokerConfig, store: Store, logger: Logger, clock: () => number = Date.now): BrokerServer {
+  const tscs = new TscsAuthority({ audience: BROKER_AUDIENCE, k1: config.k1, store, windowMs: config.tscsWindowMs, sessionKeyTtlMs: config.sessionKeyTtlMs, clock });
+  const identity: MeshIdentity = {
+    nodeId: config.nodeId,
+    k1: config.k1,
+    credentials: clientCredentials(config.tls),
+    channelOptions: channelOptions({ maxMessageBytes: config.maxMessageBytes }),
+    callTimeoutMs: 5_000,
+    keyBatch: 64,
+    clock,
+  };
+  const releaseKeys = { k1: config.k1, k2: config.k2, signing: config.signingKey };
+  const profiles = new ProfileDirectory(store, clock);
+  const registry = new GatewayRegistry(store, { heartbeatIntervalMs: config.heartbeatIntervalMs, clock });
+  const accounting = new Accounting(store, clock);
+  const transactions = new TransactionStore(store, config.transactionRetentionMs);
+  const notifier = new Notifier({ store, registry, transactions, identity, releaseKeys, logger, clock, giveUpAfterMs: config.noticeRetryMs });
+  const protocol = new BrokerProtocol({
+    nodeId: config.nodeId,
+    tscs,
+    releaseKeys,
+    profiles,
+    registry,
+    presence: new PresenceBook(store, clock),
+    accounting,
+    transactions,
+    notifier,
+    logger,
+    clock,
+    limits: { maxContentBytes: config.maxContentBytes, receiptTimeoutMs: config.receiptTimeoutMs, heartbeatIntervalMs: config.heartbeatIntervalMs },
+  });
+  const inFlight = new InFlight();
+  const grpcServer = createGrpcServer({ maxMessageBytes: config.maxMessageBytes, services: [BrokerServiceService, AdminServiceService] });
+  grpcServer.server.addService(BrokerServiceService, createBrokerService({ protocol, tscs, logger, inFlight }));
+  grpcServer.server.addService(
+    AdminServiceService,
+    createAdminService({
+      profiles,
+      registry,
+      accounting,
+      adminTokenSha256: config.adminTokenSha256,
+      explainRoute: (req) => protocol.explainRoute(req),
+      getTransaction: (id) => protocol.getTransaction(id),
+      logger,
+      clock,
+    }),
+  );
+
+  let deadlineTimer: NodeJS.Timeout | null = null;
+  let sweeping = false;
+  return {
+    ...grpcServer,
+    protocol,
+    profiles,
+    inFlight,
+    async start() {
+      const port = await bindServer(grpcServer.server, config.grpcHost, config.grpcPort, serverCredentials(config.tls));
+      notifier.start();
+      deadlineTimer = setInterval(() => {
+        if (sweeping) return;
+        sweeping = true;
+        protocol
+          .processDeadlines()
+          .catch((err: unknown) => logger.warn({ err }, "deadline sweep failed"))
+          .finally(() => {
+            sweeping = false;
+          });
+      }, 1_000);
+      deadlineTimer.unref();
+      logger.info({ port, store: store.kind }, "broker listening");
+      return port;
+    },
+    stopBackground() {
+      if (deadlineTimer) clearInterval(deadlineTimer);
+      notifier.stop();
+    },
+  };
+}
