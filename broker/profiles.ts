@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { Limits, Profile, QuietHours } from "../gen/uims/admin/v1/admin";
-import { Medium, mediumToJSON } from "../gen/uims/common/v1/types";
-import { addressProblem, CLIENT_ID_PATTERN, isKnownMedium } from "../common/addresses";
+import { Medium } from "../gen/uims/common/v1/types";
+import { addressProblem, CLIENT_ID_PATTERN, isKnownMedium, mediumName } from "../common/addresses";
 import { AbortedError, AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../common/errors";
 import type { Store } from "../common/store";
 
@@ -41,15 +41,11 @@ function newToken(): string {
   return `uims_${randomBytes(32).toString("base64url")}`;
 }
 
-function medium(m: Medium): string {
-  return mediumToJSON(m);
-}
-
 function checkMediaList(field: string, media: readonly Medium[]): void {
   const seen = new Set<Medium>();
   media.forEach((m, i) => {
     if (!isKnownMedium(m)) throw new InvalidArgumentError(`${field}[${i}]`, `unknown medium ${m}`);
-    if (seen.has(m)) throw new InvalidArgumentError(`${field}[${i}]`, `${medium(m)} is listed twice`);
+    if (seen.has(m)) throw new InvalidArgumentError(`${field}[${i}]`, `${mediumName(m)} is listed twice`);
     seen.add(m);
   });
 }
@@ -80,7 +76,7 @@ export function validateProfile(p: Profile): void {
     const field = `profile.addresses[${i}]`;
     if (!isKnownMedium(a.medium)) throw new InvalidArgumentError(`${field}.medium`, `unknown medium ${a.medium}`);
     if (addressed.has(a.medium)) {
-      throw new InvalidArgumentError(`${field}.medium`, `a second ${medium(a.medium)} address; at most one address per medium`);
+      throw new InvalidArgumentError(`${field}.medium`, `a second ${mediumName(a.medium)} address; at most one address per medium`);
     }
     addressed.add(a.medium);
     const problem = addressProblem(a.medium, a.address);
@@ -88,7 +84,7 @@ export function validateProfile(p: Profile): void {
   });
   checkMediaList("profile.preferred_media", p.preferredMedia);
   p.preferredMedia.forEach((m, i) => {
-    if (!addressed.has(m)) throw new InvalidArgumentError(`profile.preferred_media[${i}]`, `no ${medium(m)} address in the profile`);
+    if (!addressed.has(m)) throw new InvalidArgumentError(`profile.preferred_media[${i}]`, `no ${mediumName(m)} address in the profile`);
   });
   const q = p.quietHours;
   if (q) {

@@ -192,7 +192,10 @@ export class BrokerProtocol {
     let accountedNow = false;
     const result = await this.d.transactions.update(req.messageId, (txn) => {
       const meta = decodeMeta(txn);
-      if (meta.destinationGatewayId !== caller) {
+      // The originator may report only that it cannot reach the destination (so that the
+      // broker falls back); every other report comes from the destination.
+      const originGivingUp = meta.originGatewayId === caller && req.outcome === ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED;
+      if (meta.destinationGatewayId !== caller && !originGivingUp) {
         throw new PermissionDeniedError(`gateway "${caller}" is not the destination of message "${req.messageId}"`);
       }
       this.checkReleaseId(txn, req.releaseId, req.attempt);

@@ -96,6 +96,32 @@ export class GrpcStatusError extends Error implements grpc.ServiceError {
   }
 }
 
+/**
+ * A refusal from another mesh member that the original caller can act on (an unknown
+ * recipient, a missing right, a bad field), passed on with its code and reason.
+ */
+export class RelayedRefusal extends DomainError {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const RELAYABLE = new Set([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.NOT_FOUND,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.FAILED_PRECONDITION,
+  grpc.status.ALREADY_EXISTS,
+]);
+
+/** Turns a peer's refusal that the caller can act on into a RelayedRefusal; anything else is returned as it is. */
+export function relayRefusal(err: unknown): unknown {
+  return isGrpcStatus(err) && RELAYABLE.has(err.code) ? new RelayedRefusal(err.code, err.details) : err;
+}
+
 const PASSED_THROUGH: ReadonlyMap<grpc.status, string> = new Map([
   [grpc.status.UNAVAILABLE, "upstream unavailable"],
   [grpc.status.DEADLINE_EXCEEDED, "upstream deadline exceeded"],

@@ -1,6 +1,6 @@
 import { context, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, NodeTracerProvider, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-node";
-import { createLogger, REDACTED, redactValue, SECRET_KEYS } from "./logger";
+import { createLogger, REDACTED, redactSecrets, redactValue, SECRET_KEYS } from "./logger";
 
 function capture(level: "info" | "debug" = "info") {
   const lines: string[] = [];
@@ -28,7 +28,7 @@ describe("createLogger", () => {
     expect(Object.keys(record ?? {}).at(-1)).toBe("msg");
   });
 
-  test("secrets at any of the first levels never appear", () => {
+  test("secrets never appear, whatever the nesting", () => {
     const { logger, lines, records } = capture();
     const secrets = SECRET_KEYS.map((k, i) => `SECRET-${k}-${i}`);
     const bag = Object.fromEntries(SECRET_KEYS.map((k, i) => [k, secrets[i]]));
@@ -51,6 +51,24 @@ describe("createLogger", () => {
     expect(((first?.["request"] as Record<string, unknown>)["meta"] as Record<string, unknown>)["payload"]).toBe(REDACTED);
     expect(first?.["keyId"]).toBe("k1");
     expect(second).toMatchObject({ component: "tscs", login: { mac: REDACTED, key: REDACTED } });
+  });
+
+  test("secrets deep down, in arrays and in child bindings never appear; the logged object is untouched", () => {
+    const { logger, lines, records } = capture();
+    const request = { a: { b: { c: { d: { e: { token: "DEEP-TOKEN" } } } } }, list: [[{ password: "IN-ARRAY" }]], keyId: "k1" };
+    logger.child({ component: "admin", authorization: "Bearer CHILD-SECRET" }).info({ request }, "call");
+    const out = lines.join("");
+    for (const s of ["DEEP-TOKEN", "IN-ARRAY", "CHILD-SECRET"]) expect(out).not.toContain(s);
+    expect(records()[0]).toMatchObject({ component: "admin", authorization: REDACTED, request: { keyId: "k1" } });
+    expect(request.a.b.c.d.e.token).toBe("DEEP-TOKEN");
+    expect(request.list[0]?.[0]?.password).toBe("IN-ARRAY");
+  });
+
+  test("errors keep message and stack", () => {
+    const { logger, records } = capture();
+    logger.error({ err: new Error("store down") }, "failed");
+    expect(records()[0]).toMatchObject({ err: { type: "Error", message: "store down" }, msg: "failed" });
+    expect(String((records()[0]?.["err"] as Record<string, unknown>)["stack"])).toContain("store down");
   });
 
   test("Buffers under secret keys are redacted too", () => {
@@ -89,6 +107,17 @@ describe("createLogger", () => {
       context.disable();
     }
   });
+});
+
+test("redactSecrets copies only what it changes", () => {
+  const clean = { a: 1, b: { c: [1, 2] } };
+  expect(redactSecrets(clean)).toBe(clean);
+  const mixed = { keep: { x: 1 }, auth: { mac: "m" } };
+  const out = redactSecrets(mixed);
+  expect(out).toEqual({ keep: { x: 1 }, auth: { mac: REDACTED } });
+  expect(out.keep).toBe(mixed.keep);
+  expect(redactSecrets({ token: undefined })).toEqual({ token: undefined });
+  expect(redactSecrets("plain")).toBe("plain");
 });
 
 test("redactValue describes without revealing", () => {

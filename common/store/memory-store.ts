@@ -9,14 +9,6 @@ import {
   type Store,
 } from "./store";
 
-/**
- * The in-process store: the product's embedded default when no Redis is configured (one process,
- * no replicas). It mirrors Redis semantics method for method, including the error texts of misuse
- * (WRONGTYPE, invalid stream ids), so code that passes against one passes against the other.
- *
- * Every operation runs synchronously inside its method, so each one is atomic, as a Redis command
- * or script is. Each instance is its own keyspace, so the key prefix has no observable effect here.
- */
 export interface MemoryStoreOptions {
   /** How often expired keys that nobody reads are reclaimed. Default 1000 ms. */
   sweepIntervalMs?: number;
@@ -61,6 +53,14 @@ const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const INVALID_STREAM_ID = "ERR Invalid stream ID specified as stream command argument";
 
+/**
+ * The in-process store: the product's embedded default when no Redis is configured (one process,
+ * no replicas). It mirrors Redis semantics method for method, including the error texts of misuse
+ * (WRONGTYPE, invalid stream ids), so code that passes against one passes against the other.
+ *
+ * Every operation runs synchronously inside its method, so each one is atomic, as a Redis command
+ * or script is. Each instance is its own keyspace, so the key prefix has no observable effect here.
+ */
 export class MemoryStore implements Store {
   readonly kind = "memory" as const;
   readonly #data = new Map<string, Value>();

@@ -213,3 +213,65 @@ export function metaFor(origin: string, fields: Partial<MetaInformation> & { rec
 }
 
 export { generateMeshSecrets };
+
+// ---------------------------------------------------------------------------------------------
+// im gateways in this process, for integration tests (end-to-end tests run separate processes).
+
+import { ClientServiceClient } from "../../gen/uims/client/v1/client";
+import { loadImGatewayConfig } from "../../gateways/im/config";
+import { createImGateway, type ImGateway } from "../../gateways/im/server";
+
+export interface RunningImGateway {
+  im: ImGateway;
+  nodeId: string;
+  clientEndpoint: string;
+  meshPort: number;
+  store: Store;
+  clientFor(token: string): { client: ClientServiceClient; metadata: grpc.Metadata };
+  stop(): Promise<void>;
+}
+
+export async function startImGateway(
+  secrets: MeshSecrets,
+  brokerEndpoint: string,
+  nodeId: string,
+  store: Store,
+  opts: { logger?: Logger; env?: Record<string, string> } = {},
+): Promise<RunningImGateway> {
+  const config = loadImGatewayConfig({
+    NODE_ID: nodeId,
+    GRPC_HOST: "127.0.0.1",
+    GRPC_PORT: "0",
+    CLIENT_HOST: "127.0.0.1",
+    CLIENT_PORT: "0",
+    BROKER_ADDR: brokerEndpoint,
+    UIMS_K1_KEYS: secrets.UIMS_K1_KEYS,
+    UIMS_RELEASE_VERIFY_KEYS: secrets.UIMS_RELEASE_VERIFY_KEYS,
+    ...opts.env,
+  });
+  const logger = opts.logger ?? createLogger({ service: "gw", nodeId, level: process.env.UIMS_TEST_LOG_LEVEL === "debug" ? "debug" : "silent" });
+  const im = createImGateway(config, store, logger);
+  const { meshPort, clientPort } = await im.start();
+  const clientEndpoint = `127.0.0.1:${clientPort}`;
+  const clients: ClientServiceClient[] = [];
+  return {
+    im,
+    nodeId,
+    clientEndpoint,
+    meshPort,
+    store,
+    clientFor(token: string) {
+      const client = new ClientServiceClient(clientEndpoint, grpc.credentials.createInsecure());
+      clients.push(client);
+      const metadata = new grpc.Metadata();
+      metadata.set("authorization", `Bearer ${token}`);
+      return { client, metadata };
+    },
+    async stop() {
+      for (const c of clients) c.close();
+      im.client.server.forceShutdown();
+      im.gateway.mesh.server.forceShutdown();
+      await im.gateway.close();
+    },
+  };
+}

@@ -2710,7 +2710,11 @@ export const BrokerServiceService = {
       Buffer.from(ConfirmReleaseStreamResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ConfirmReleaseStreamResponse => ConfirmReleaseStreamResponse.decode(value),
   },
-  /** Phase 4: the destination reports delivered, read or not delivered, returning the broker's ID. */
+  /**
+   * Phase 4: the destination reports delivered, read or not delivered, returning the broker's ID.
+   * The originating gateway may report NOT_DELIVERED when it cannot reach the destination, so
+   * that the broker falls back to the next medium.
+   */
   report: {
     path: "/uims.broker.v1.BrokerService/Report" as const,
     requestStream: false as const,
@@ -2788,7 +2792,11 @@ export interface BrokerServiceServer extends UntypedServiceImplementation {
   confirmRelease: handleUnaryCall<ConfirmReleaseRequest, ConfirmReleaseResponse>;
   /** ConfirmRelease over a multiplexed stream. */
   confirmReleaseStream: handleBidiStreamingCall<ConfirmReleaseStreamRequest, ConfirmReleaseStreamResponse>;
-  /** Phase 4: the destination reports delivered, read or not delivered, returning the broker's ID. */
+  /**
+   * Phase 4: the destination reports delivered, read or not delivered, returning the broker's ID.
+   * The originating gateway may report NOT_DELIVERED when it cannot reach the destination, so
+   * that the broker falls back to the next medium.
+   */
   report: handleUnaryCall<ReportRequest, ReportResponse>;
   /** Report over a multiplexed stream. */
   reportStream: handleBidiStreamingCall<ReportStreamRequest, ReportStreamResponse>;
@@ -2867,7 +2875,11 @@ export interface BrokerServiceClient extends Client {
     metadata: Metadata,
     options?: Partial<CallOptions>,
   ): ClientDuplexStream<ConfirmReleaseStreamRequest, ConfirmReleaseStreamResponse>;
-  /** Phase 4: the destination reports delivered, read or not delivered, returning the broker's ID. */
+  /**
+   * Phase 4: the destination reports delivered, read or not delivered, returning the broker's ID.
+   * The originating gateway may report NOT_DELIVERED when it cannot reach the destination, so
+   * that the broker falls back to the next medium.
+   */
   report(
     request: ReportRequest,
     callback: (error: ServiceError | null, response: ReportResponse) => void,

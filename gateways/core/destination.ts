@@ -1,0 +1,255 @@
+import type { Logger } from "pino";
+import * as grpc from "@grpc/grpc-js";
+import { ReportOutcome } from "../../gen/uims/broker/v1/broker";
+import { Payload, Release, type InstantMessage } from "../../gen/uims/common/v1/message";
+import { FailureKind, type Medium } from "../../gen/uims/common/v1/types";
+import { equalConstantTime, type VerifyKeys } from "../../common/crypto/keys";
+import { releaseSignatureValid } from "../../common/crypto/release";
+import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError } from "../../common/errors";
+import type { BrokerClient } from "../../common/mesh/broker-client";
+import { errorCode } from "../../common/mesh/peer";
+import type { Store } from "../../common/store";
+import { backoffMs } from "./backoff";
+import type { InboundMessage, MediumAdapter } from "./types";
+import { WorkQueue } from "./work-queue";
+
+/**
+ * The destination side of a gateway: accepts transmissions (phase 3) only with a valid broker
+ * release, keeps each message until it is delivered or has definitively failed, delivers through
+ * the medium adapter, and reports to the broker (phase 4). Reports are queued in the store too,
+ * so none is lost when the broker is briefly unreachable or this process restarts.
+ */
+type InboundState = "received" | "handed" | "delivered" | "read" | "failed";
+
+interface InboundRecord {
+  messageId: string;
+  release: string;
+  payload?: string;
+  convertedBy: string;
+  segments: number;
+  state: InboundState;
+  tries: number;
+  failingSinceUnixMs: number;
+  failure?: { permanent: boolean; reason: string };
+  deliveredBytes: number;
+  expiresAtUnixMs: number;
+}
+
+type ReportKind = Exclude<InboundState, "received" | "handed">;
+
+export interface DestinationOptions {
+  nodeId: string;
+  medium: Medium;
+  store: Store;
+  broker: BrokerClient;
+  verifyKeys: VerifyKeys;
+  adapter: () => MediumAdapter;
+  logger: Logger;
+  clock: () => number;
+  /** How long temporary delivery failures are retried before the broker is asked to fall back. */
+  deliveryGiveUpMs: number;
+  retentionMs: number;
+}
+
+const KEY = (id: string) => `in:${id}`;
+
+export class Destination {
+  readonly deliveries: WorkQueue;
+  readonly reports: WorkQueue;
+
+  constructor(private readonly o: DestinationOptions) {
+    this.deliveries = new WorkQueue(o.store, `in-due:${o.nodeId}`, (id) => this.deliver(id), o.logger, o.clock);
+    this.reports = new WorkQueue(o.store, `report-due:${o.nodeId}`, (item) => this.sendReport(item), o.logger, o.clock);
+  }
+
+  /**
+   * Phase 3 at the destination. Everything is checked before anything is stored: the broker's
+   * signature over the release, that the release names this gateway and medium, that the sender
+   * is the originator (or the processor the release names), and that the payload is the one the
+   * broker released (or was converted by that processor). Returns true when the message was new.
+   */
+  async receive(caller: string, message: InstantMessage, digest: Buffer): Promise<boolean> {
+    const release = message.release;
+    const meta = release?.meta;
+    const payload = message.payload;
+    if (!release || !meta) throw new InvalidArgumentError("message.release", "is required");
+    if (!payload) throw new InvalidArgumentError("message.payload", "is required");
+    if (!releaseSignatureValid(this.o.verifyKeys, release)) throw new PermissionDeniedError("the release does not carry a valid broker signature");
+    if (meta.destinationGatewayId !== this.o.nodeId) throw new PermissionDeniedError(`the release is for "${meta.destinationGatewayId}", not this gateway`);
+    if (meta.targetMedium !== this.o.medium) throw new PermissionDeniedError("the release is for another medium");
+    if (meta.expiresAtUnixMs <= this.o.clock()) throw new FailedPreconditionError("the message has expired");
+    if (message.convertedBy) {
+      if (!meta.conversion || meta.processorId !== message.convertedBy || caller !== meta.processorId) {
+        throw new PermissionDeniedError("converted content must come from the processor the release names");
+      }
+      if (payload.contentType.split(";")[0]?.trim() !== meta.conversion.targetContentType.split(";")[0]?.trim()) {
+        throw new InvalidArgumentError("message.payload.content_type", `the release asks for ${meta.conversion.targetContentType}`);
+      }
+    } else {
+      if (meta.conversion) throw new FailedPreconditionError("the release asks for a conversion, but the content was not converted");
+      if (caller !== meta.originGatewayId) throw new PermissionDeniedError(`only the originating gateway "${meta.originGatewayId}" may transmit this message`);
+      if (!equalConstantTime(digest, meta.contentDigest)) throw new PermissionDeniedError("the content is not the content the broker released");
+    }
+    const record: InboundRecord = {
+      messageId: meta.messageId,
+      release: Buffer.from(Release.encode(release).finish()).toString("base64"),
+      payload: Buffer.from(Payload.encode(payload).finish()).toString("base64"),
+      convertedBy: message.convertedBy,
+      segments: message.segments,
+      state: "received",
+      tries: 0,
+      failingSinceUnixMs: 0,
+      deliveredBytes: payload.body.length,
+      expiresAtUnixMs: meta.expiresAtUnixMs,
+    };
+    // Idempotent by message id: a re-sent transmission is acknowledged and not delivered twice.
+    if (!(await this.o.store.setIfAbsent(KEY(meta.messageId), JSON.stringify(record), this.ttl(record)))) {
+      const existing = await this.load(meta.messageId);
+      if (existing && Release.decode(Buffer.from(existing.release, "base64")).meta?.attempt !== meta.attempt && existing.state === "failed") {
+        // The broker routed the message back here after a failure: a new attempt.
+        await this.save(record);
+      } else {
+        return false;
+      }
+    }
+    await this.deliveries.schedule(meta.messageId, this.o.clock() + 15_000);
+    void this.deliveries.runNow(meta.messageId);
+    return true;
+  }
+
+  /** For adapters that hand over first and learn of delivery later (im inboxes, SMS receipts). */
+  async markDelivered(messageId: string, detail?: { segments?: number; bytes?: number }): Promise<void> {
+    await this.transition(messageId, ["received", "handed"], "delivered", (r) => {
+      if (detail?.segments) r.segments = detail.segments;
+      if (detail?.bytes) r.deliveredBytes = detail.bytes;
+    });
+  }
+
+  async markRead(messageId: string): Promise<void> {
+    await this.transition(messageId, ["received", "handed", "delivered"], "read");
+  }
+
+  async markFailed(messageId: string, permanent: boolean, reason: string): Promise<void> {
+    await this.transition(messageId, ["received", "handed"], "failed", (r) => {
+      r.failure = { permanent, reason };
+    });
+  }
+
+  /** The message as delivered here, for adapters (e.g. an inbox acknowledging it). */
+  async get(messageId: string): Promise<{ message: InboundMessage; state: InboundState } | null> {
+    const record = await this.load(messageId);
+    if (!record) return null;
+    const release = Release.decode(Buffer.from(record.release, "base64"));
+    return {
+      message: { messageId, meta: release.meta!, payload: record.payload ? Payload.decode(Buffer.from(record.payload, "base64")) : Payload.fromPartial({}), segments: record.segments },
+      state: record.state,
+    };
+  }
+
+  private async transition(messageId: string, from: InboundState[], to: InboundState, change?: (r: InboundRecord) => void): Promise<void> {
+    const record = await this.load(messageId);
+    if (!record || !from.includes(record.state)) return;
+    const wasDelivered = record.state === "delivered";
+    record.state = to;
+    change?.(record);
+    if (to !== "received") delete record.payload;
+    await this.save(record);
+    await this.deliveries.remove(messageId);
+    if (to === "handed" || to === "received") return;
+    // A read implies delivery: report both so the broker books the delivery.
+    if (to === "read" && !wasDelivered) await this.queueReport(messageId, "delivered");
+    await this.queueReport(messageId, to);
+  }
+
+  private async deliver(messageId: string): Promise<void> {
+    const found = await this.get(messageId);
+    const record = await this.load(messageId);
+    if (!found || !record || record.state !== "received") {
+      await this.deliveries.remove(messageId);
+      return;
+    }
+    if (record.expiresAtUnixMs <= this.o.clock()) {
+      await this.markFailed(messageId, true, "expired before it could be delivered");
+      return;
+    }
+    let outcome;
+    try {
+      outcome = await this.o.adapter().deliver(found.message);
+    } catch (err) {
+      outcome = { kind: "failed" as const, permanent: false, reason: (err as Error).message };
+    }
+    if (outcome.kind === "delivered") {
+      await this.markDelivered(messageId, { ...(outcome.segments ? { segments: outcome.segments } : {}), ...(outcome.bytes ? { bytes: outcome.bytes } : {}) });
+    } else if (outcome.kind === "accepted") {
+      // No report yet: the adapter reports delivery when the client has the message.
+      await this.transition(messageId, ["received"], "handed");
+    } else if (outcome.permanent) {
+      await this.markFailed(messageId, true, outcome.reason);
+    } else {
+      const now = this.o.clock();
+      record.tries++;
+      if (!record.failingSinceUnixMs) record.failingSinceUnixMs = now;
+      if (now - record.failingSinceUnixMs >= this.o.deliveryGiveUpMs) {
+        await this.markFailed(messageId, false, outcome.reason);
+        return;
+      }
+      await this.save(record);
+      await this.deliveries.schedule(messageId, now + backoffMs(record.tries, 500));
+    }
+  }
+
+  private async queueReport(messageId: string, kind: ReportKind): Promise<void> {
+    const item = `${messageId}|${kind}`;
+    await this.reports.schedule(item, this.o.clock() + 15_000);
+    void this.reports.runNow(item);
+  }
+
+  private async sendReport(item: string): Promise<void> {
+    const [messageId, kind] = item.split("|") as [string, ReportKind];
+    const record = await this.load(messageId);
+    if (!record) {
+      await this.reports.remove(item);
+      return;
+    }
+    const release = Release.decode(Buffer.from(record.release, "base64"));
+    const outcome = kind === "delivered" ? ReportOutcome.REPORT_OUTCOME_DELIVERED : kind === "read" ? ReportOutcome.REPORT_OUTCOME_READ : ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED;
+    try {
+      await this.o.broker.report({
+        messageId,
+        releaseId: release.releaseId,
+        attempt: release.meta?.attempt ?? 0,
+        outcome,
+        failureKind: kind !== "failed" ? FailureKind.FAILURE_KIND_UNSPECIFIED : record.failure?.permanent ? FailureKind.FAILURE_KIND_PERMANENT : FailureKind.FAILURE_KIND_TEMPORARY,
+        reason: kind === "failed" ? (record.failure?.reason ?? "not delivered") : "",
+        segments: record.segments,
+        deliveredBytes: record.deliveredBytes,
+        atUnixMs: this.o.clock(),
+        trace: release.meta?.trace,
+      });
+      await this.reports.remove(item);
+    } catch (err) {
+      const code = errorCode(err);
+      // The broker moved on (a newer attempt, a final state): this report has nothing to change.
+      if (code === grpc.status.FAILED_PRECONDITION || code === grpc.status.PERMISSION_DENIED || code === grpc.status.NOT_FOUND) {
+        this.o.logger.warn({ messageId, kind, reason: (err as Error).message }, "report refused by the broker; dropped");
+        await this.reports.remove(item);
+        return;
+      }
+      this.o.logger.info({ messageId, kind, reason: (err as Error).message }, "report not sent; will retry");
+      await this.reports.schedule(item, this.o.clock() + backoffMs(3));
+    }
+  }
+
+  private async load(messageId: string): Promise<InboundRecord | null> {
+    const raw = await this.o.store.get(KEY(messageId));
+    return raw === null ? null : (JSON.parse(raw) as InboundRecord);
+  }
+
+  private async save(record: InboundRecord): Promise<void> {
+    await this.o.store.set(KEY(record.messageId), JSON.stringify(record), this.ttl(record));
+  }
+
+  private ttl(record: InboundRecord): number {
+    return Math.max(record.expiresAtUnixMs - this.o.clock(), 0) + this.o.retentionMs;
+  }
+}

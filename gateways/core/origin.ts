@@ -1,0 +1,380 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import * as grpc from "@grpc/grpc-js";
+import { ReportOutcome } from "../../gen/uims/broker/v1/broker";
+import { MetaInformation, Payload, Release } from "../../gen/uims/common/v1/message";
+import type { NotifyRequest } from "../../gen/uims/gateway/v1/gateway";
+import { FailureKind, Medium, MessageState, type StatusEvent } from "../../gen/uims/common/v1/types";
+import { payloadDigest, payloadSize } from "../../common/crypto/fields";
+import { outerDigestValid, releaseSignatureValid } from "../../common/crypto/release";
+import type { Keyring, VerifyKeys } from "../../common/crypto/keys";
+import { AlreadyExistsError, InvalidArgumentError, relayRefusal } from "../../common/errors";
+import type { BrokerClient } from "../../common/mesh/broker-client";
+import { errorCode } from "../../common/mesh/peer";
+import type { PeerClients } from "../../common/mesh/peers";
+import type { Store } from "../../common/store";
+import { backoffMs } from "./backoff";
+import type { AcceptInput, MediumAdapter, SentMessage } from "./types";
+import { WorkQueue } from "./work-queue";
+
+/**
+ * The originating side of a gateway: phases 1 to 3 for messages its clients send, and the
+ * broker's notices about them. A message is written to the store before the broker hears of
+ * it and keeps its payload until it is delivered or has definitively failed, so a restarted
+ * gateway resumes every message and can re-transmit after a fallback.
+ */
+interface OutboxRecord extends SentMessage {
+  /** IMI as submitted (protobuf, base64). */
+  meta: string;
+  /** Payload (protobuf, base64); dropped once the message is delivered or final. */
+  payload?: string;
+  digest: string;
+  /** Current release (protobuf, base64). */
+  release?: string;
+  attempt: number;
+  confirmed: boolean;
+  transmitted: boolean;
+  tries: number;
+  /** When transmission of the current attempt first failed; the gateway gives up on the destination after a while. */
+  failingSinceUnixMs: number;
+  expiresAtUnixMs: number;
+}
+
+const RANK: Record<number, number> = {
+  [MessageState.MESSAGE_STATE_ACCEPTED]: 1,
+  [MessageState.MESSAGE_STATE_ROUTED]: 2,
+  [MessageState.MESSAGE_STATE_TRANSMITTED]: 3,
+  [MessageState.MESSAGE_STATE_DELIVERED]: 4,
+  [MessageState.MESSAGE_STATE_READ]: 5,
+  [MessageState.MESSAGE_STATE_FAILED]: 6,
+  [MessageState.MESSAGE_STATE_EXPIRED]: 6,
+};
+
+const FINAL = new Set([MessageState.MESSAGE_STATE_READ, MessageState.MESSAGE_STATE_FAILED, MessageState.MESSAGE_STATE_EXPIRED]);
+
+/** Broker refusals that mean "this message cannot be sent", as opposed to "try again". */
+const PERMANENT_CODES = new Set([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.NOT_FOUND,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.FAILED_PRECONDITION,
+  grpc.status.RESOURCE_EXHAUSTED,
+  grpc.status.ALREADY_EXISTS,
+  grpc.status.UNAUTHENTICATED,
+]);
+
+export interface OriginatorOptions {
+  nodeId: string;
+  medium: Medium;
+  store: Store;
+  broker: BrokerClient;
+  peers: PeerClients;
+  k1: Keyring;
+  verifyKeys: VerifyKeys;
+  adapter: () => MediumAdapter;
+  logger: Logger;
+  clock: () => number;
+  defaultTtlMs: number;
+  maxPayloadBytes: number;
+  /** How long the destination may stay unreachable before the gateway asks the broker to fall back. */
+  unreachableAfterMs: number;
+  /** How long sent messages stay queryable after they finish. */
+  retentionMs: number;
+  /** Transmission deadline, generous for large payloads. */
+  transmitTimeoutMs: number;
+}
+
+const KEY = (id: string) => `out:${id}`;
+
+function eventOf(state: MessageState, fields: Partial<StatusEvent> & { atUnixMs: number }): StatusEvent {
+  return { state, medium: Medium.MEDIUM_UNSPECIFIED, failureKind: FailureKind.FAILURE_KIND_UNSPECIFIED, reason: "", attempt: 0, gatewayId: "", ...fields };
+}
+
+export function traceparentFor(given: string | undefined): string {
+  if (given && /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(given)) return given;
+  return `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`;
+}
+
+export class Originator {
+  readonly queue: WorkQueue;
+
+  constructor(private readonly o: OriginatorOptions) {
+    this.queue = new WorkQueue(o.store, `out-due:${o.nodeId}`, (id) => this.advance(id), o.logger, o.clock);
+  }
+
+  /**
+   * Takes a message from a client: stores it, gets the broker's release (phases 1 and 2) and
+   * answers; transmission (phase 3) continues in the background. A refusal by the broker leaves
+   * nothing stored.
+   */
+  async accept(input: AcceptInput): Promise<{ message: SentMessage; duplicate: boolean }> {
+    const size = payloadSize(input.payload);
+    if (size > this.o.maxPayloadBytes) throw new InvalidArgumentError("payload", `${size} bytes exceed the limit of ${this.o.maxPayloadBytes}`);
+    const now = this.o.clock();
+    const messageId = randomUUID();
+    if (input.idempotencyKey) {
+      const idemKey = `idem:${input.sender || input.senderAddress}:${input.idempotencyKey}`;
+      if (!(await this.o.store.setIfAbsent(idemKey, messageId, 86_400_000))) {
+        const previous = await this.o.store.get(idemKey);
+        const record = previous ? await this.load(previous) : null;
+        if (record) return { message: this.view(record), duplicate: true };
+        throw new AlreadyExistsError("a message with this idempotency key is still being accepted");
+      }
+    }
+    const traceparent = traceparentFor(input.traceparent);
+    const meta: MetaInformation = {
+      ...MetaInformation.fromPartial({}),
+      messageId,
+      idempotencyKey: input.idempotencyKey,
+      sender: input.sender,
+      senderAddress: input.senderAddress,
+      recipient: input.recipient,
+      sourceMedium: this.o.medium,
+      originGatewayId: this.o.nodeId,
+      contentType: input.payload.contentType,
+      contentSize: size,
+      contentDigest: payloadDigest(input.payload),
+      attachmentCount: input.payload.attachments.length,
+      priority: input.priority,
+      subject: input.payload.subject.slice(0, 256),
+      trace: { traceparent, tracestate: "" },
+      createdAtUnixMs: now,
+      expiresAtUnixMs: now + (input.ttlMs || this.o.defaultTtlMs),
+    };
+    const record: OutboxRecord = {
+      messageId,
+      sender: input.sender,
+      senderAddress: input.senderAddress,
+      recipient: input.recipient,
+      state: MessageState.MESSAGE_STATE_ACCEPTED,
+      medium: Medium.MEDIUM_UNSPECIFIED,
+      events: [eventOf(MessageState.MESSAGE_STATE_ACCEPTED, { atUnixMs: now, medium: this.o.medium, gatewayId: this.o.nodeId })],
+      segments: 0,
+      traceId: traceparent.split("-")[1]!,
+      createdAtUnixMs: now,
+      meta: Buffer.from(MetaInformation.encode(meta).finish()).toString("base64"),
+      payload: Buffer.from(Payload.encode(input.payload).finish()).toString("base64"),
+      digest: meta.contentDigest.toString("hex"),
+      attempt: 0,
+      confirmed: false,
+      transmitted: false,
+      tries: 0,
+      failingSinceUnixMs: 0,
+      expiresAtUnixMs: meta.expiresAtUnixMs,
+    };
+    // Written first, with a lease on the work queue: if this process dies before the broker
+    // answers, a restart picks the message up again.
+    await this.save(record);
+    await this.queue.schedule(messageId, now + 15_000);
+    let release: Release;
+    try {
+      release = await this.o.broker.submit(meta);
+    } catch (err) {
+      await this.forget(record, input.idempotencyKey ? `idem:${input.sender || input.senderAddress}:${input.idempotencyKey}` : undefined);
+      // The broker's reason (unknown recipient, no right, no route) is the client's answer.
+      throw relayRefusal(err);
+    }
+    this.applyRelease(record, release, now);
+    await this.save(record);
+    await this.o.adapter().onStatus(this.view(record));
+    void this.queue.runNow(messageId);
+    return { message: this.view(record), duplicate: false };
+  }
+
+  async get(messageId: string): Promise<SentMessage | null> {
+    const record = await this.load(messageId);
+    return record ? this.view(record) : null;
+  }
+
+  /** The broker's notice (final delivery notice, read receipt, re-route, failure). */
+  async notify(req: NotifyRequest, sessionKey: Buffer): Promise<void> {
+    const record = await this.load(req.messageId);
+    if (!record) {
+      this.o.logger.warn({ messageId: req.messageId }, "notice for an unknown message ignored");
+      return;
+    }
+    if (req.segments > 0) record.segments = req.segments;
+    const reroute = req.reroute;
+    if (reroute) {
+      const meta = reroute.meta;
+      if (!meta || meta.messageId !== record.messageId) throw new InvalidArgumentError("reroute.meta", "does not belong to this message");
+      if (!releaseSignatureValid(this.o.verifyKeys, reroute) || !outerDigestValid(this.o.k1, reroute, sessionKey)) {
+        throw new InvalidArgumentError("reroute", "the release does not verify");
+      }
+      if (meta.attempt > record.attempt && !FINAL.has(record.state)) {
+        this.applyRelease(record, reroute, this.o.clock());
+        record.transmitted = false;
+        record.confirmed = false;
+        record.tries = 0;
+        record.failingSinceUnixMs = 0;
+      }
+    }
+    if (req.event) this.addEvent(record, req.event);
+    if (record.state === MessageState.MESSAGE_STATE_DELIVERED || FINAL.has(record.state)) delete record.payload;
+    await this.save(record);
+    await this.o.adapter().onStatus(this.view(record));
+    if (reroute && !record.transmitted && record.payload) void this.queue.runNow(record.messageId);
+  }
+
+  /** Moves one message forward: (re)submit, confirm, transmit. Run by the work queue. */
+  private async advance(messageId: string): Promise<void> {
+    const record = await this.load(messageId);
+    if (!record || FINAL.has(record.state) || !record.payload) {
+      await this.queue.remove(messageId);
+      return;
+    }
+    const now = this.o.clock();
+    if (now >= record.expiresAtUnixMs && !record.release) {
+      await this.finish(record, MessageState.MESSAGE_STATE_EXPIRED, "expired before the broker released it");
+      return;
+    }
+    try {
+      if (!record.release) {
+        // Recovery after a crash between storing and the broker's answer.
+        this.applyRelease(record, await this.o.broker.submit(MetaInformation.decode(Buffer.from(record.meta, "base64"))), now);
+        await this.save(record);
+      }
+      if (record.transmitted) {
+        await this.queue.remove(messageId);
+        return;
+      }
+      const release = Release.decode(Buffer.from(record.release!, "base64"));
+      if (!record.confirmed) {
+        await this.o.broker.confirm({ messageId, releaseId: release.releaseId, attempt: record.attempt });
+        record.confirmed = true;
+      }
+      const payload = Payload.decode(Buffer.from(record.payload, "base64"));
+      const segments = await this.transmit(release, payload, Buffer.from(record.digest, "hex"));
+      record.transmitted = true;
+      record.tries = 0;
+      record.failingSinceUnixMs = 0;
+      if (segments > 0) record.segments = segments;
+      this.addEvent(record, eventOf(MessageState.MESSAGE_STATE_TRANSMITTED, { atUnixMs: this.o.clock(), medium: record.medium, attempt: record.attempt, gatewayId: release.meta?.destinationGatewayId ?? "" }));
+      await this.save(record);
+      await this.queue.remove(messageId);
+      await this.o.adapter().onStatus(this.view(record));
+    } catch (err) {
+      await this.onFailure(record, err);
+    }
+  }
+
+  private async transmit(release: Release, payload: Payload, digest: Buffer): Promise<number> {
+    const meta = release.meta!;
+    const message = { release, payload, convertedBy: "", segments: 0 };
+    if (meta.processorId) {
+      const ack = await this.o.peers.processor(meta.processorId, meta.processorEndpoint).transmit(message, digest, this.o.transmitTimeoutMs);
+      return ack.segments;
+    }
+    await this.o.peers.gateway(meta.destinationGatewayId, meta.destinationEndpoint).transmit(message, digest, this.o.transmitTimeoutMs);
+    return 0;
+  }
+
+  private async onFailure(record: OutboxRecord, err: unknown): Promise<void> {
+    const code = errorCode(err);
+    const reason = (err as Error).message;
+    const now = this.o.clock();
+    if (!record.release) {
+      if (code !== undefined && PERMANENT_CODES.has(code)) {
+        await this.finish(record, MessageState.MESSAGE_STATE_FAILED, `refused by the broker: ${reason}`);
+        return;
+      }
+    } else if (code !== undefined && PERMANENT_CODES.has(code) && code !== grpc.status.RESOURCE_EXHAUSTED) {
+      this.o.logger.warn({ messageId: record.messageId, reason }, "destination refused the message");
+      await this.giveUp(record, FailureKind.FAILURE_KIND_PERMANENT, `destination refused the message: ${reason}`);
+      return;
+    }
+    record.tries++;
+    if (!record.failingSinceUnixMs) record.failingSinceUnixMs = now;
+    if (record.release && now - record.failingSinceUnixMs >= this.o.unreachableAfterMs) {
+      await this.giveUp(record, FailureKind.FAILURE_KIND_TEMPORARY, `destination unreachable: ${reason}`);
+      return;
+    }
+    await this.save(record);
+    const delay = backoffMs(record.tries);
+    this.o.logger.info({ messageId: record.messageId, tries: record.tries, retryInMs: delay, reason }, "transmission failed; will retry");
+    await this.queue.schedule(record.messageId, now + delay);
+  }
+
+  /** Asks the broker to fall back (temporary) or to fail the message (permanent). */
+  private async giveUp(record: OutboxRecord, kind: FailureKind, reason: string): Promise<void> {
+    const release = Release.decode(Buffer.from(record.release!, "base64"));
+    try {
+      await this.o.broker.report({
+        messageId: record.messageId,
+        releaseId: release.releaseId,
+        attempt: record.attempt,
+        outcome: ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED,
+        failureKind: kind,
+        reason,
+        segments: 0,
+        deliveredBytes: 0,
+        atUnixMs: this.o.clock(),
+        trace: release.meta?.trace,
+      });
+      // The broker answers with a notice: a re-route to transmit, or the failure.
+      record.failingSinceUnixMs = 0;
+      await this.save(record);
+      await this.queue.remove(record.messageId);
+    } catch (err) {
+      this.o.logger.warn({ messageId: record.messageId, err: (err as Error).message }, "could not report the failure to the broker; will retry");
+      await this.queue.schedule(record.messageId, this.o.clock() + backoffMs(++record.tries));
+    }
+  }
+
+  private async finish(record: OutboxRecord, state: MessageState, reason: string): Promise<void> {
+    this.addEvent(record, eventOf(state, { atUnixMs: this.o.clock(), medium: record.medium, attempt: record.attempt, failureKind: FailureKind.FAILURE_KIND_PERMANENT, reason, gatewayId: this.o.nodeId }));
+    delete record.payload;
+    await this.save(record);
+    await this.queue.remove(record.messageId);
+    await this.o.adapter().onStatus(this.view(record));
+  }
+
+  private applyRelease(record: OutboxRecord, release: Release, now: number): void {
+    const meta = release.meta!;
+    record.release = Buffer.from(Release.encode(release).finish()).toString("base64");
+    record.attempt = meta.attempt;
+    record.medium = meta.targetMedium;
+    if (meta.attempt === 1) {
+      this.addEvent(record, eventOf(MessageState.MESSAGE_STATE_ROUTED, { atUnixMs: now, medium: meta.targetMedium, attempt: 1, gatewayId: meta.destinationGatewayId }));
+    }
+  }
+
+  private addEvent(record: OutboxRecord, event: StatusEvent): void {
+    const seen = record.events.some((e) => e.state === event.state && e.attempt === event.attempt && e.atUnixMs === event.atUnixMs);
+    if (!seen) record.events.push(event);
+    if (event.medium !== Medium.MEDIUM_UNSPECIFIED && event.state === MessageState.MESSAGE_STATE_ROUTED) record.medium = event.medium;
+    // A fallback (ROUTED on a later attempt) moves the state back; otherwise states only advance.
+    const rerouted = event.state === MessageState.MESSAGE_STATE_ROUTED && event.attempt > 1 && !FINAL.has(record.state);
+    if (rerouted || (RANK[event.state] ?? 0) > (RANK[record.state] ?? 0)) record.state = event.state;
+  }
+
+  private view(r: OutboxRecord): SentMessage {
+    return {
+      messageId: r.messageId,
+      sender: r.sender,
+      senderAddress: r.senderAddress,
+      recipient: r.recipient,
+      state: r.state,
+      medium: r.medium,
+      events: r.events,
+      segments: r.segments,
+      traceId: r.traceId,
+      createdAtUnixMs: r.createdAtUnixMs,
+    };
+  }
+
+  private async load(messageId: string): Promise<OutboxRecord | null> {
+    const raw = await this.o.store.get(KEY(messageId));
+    return raw === null ? null : (JSON.parse(raw) as OutboxRecord);
+  }
+
+  private async save(record: OutboxRecord): Promise<void> {
+    const ttl = Math.max(record.expiresAtUnixMs - this.o.clock(), 0) + this.o.retentionMs;
+    await this.o.store.set(KEY(record.messageId), JSON.stringify(record), ttl);
+  }
+
+  private async forget(record: OutboxRecord, idemKey?: string): Promise<void> {
+    await this.o.store.del(KEY(record.messageId), ...(idemKey ? [idemKey] : []));
+    await this.queue.remove(record.messageId);
+  }
+}

@@ -1,0 +1,22 @@
+import { EnvReader, type Env } from "../../common/config";
+import { readGatewayConfig, type GatewayConfig } from "../core/config";
+
+export interface ImGatewayConfig extends GatewayConfig {
+  /** The public client API listens here, apart from the mesh port, so that only it is exposed. */
+  clientHost: string;
+  clientPort: number;
+  tokenCacheMs: number;
+}
+
+export function loadImGatewayConfig(env: Env = process.env): ImGatewayConfig {
+  const r = new EnvReader(env);
+  const gateway = readGatewayConfig(r);
+  const config: ImGatewayConfig = {
+    ...gateway,
+    clientHost: r.string("CLIENT_HOST", { default: "0.0.0.0" }),
+    clientPort: r.port("CLIENT_PORT", 50061, { allowZero: true }),
+    tokenCacheMs: r.durationMs("TOKEN_CACHE_MS", 30_000, { min: 0, max: 3_600_000 }),
+  };
+  r.finish();
+  return config;
+}

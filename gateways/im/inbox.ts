@@ -1,0 +1,116 @@
+import { Payload } from "../../gen/uims/common/v1/message";
+import type { InboxMessage } from "../../gen/uims/client/v1/client";
+import type { Store } from "../../common/store";
+
+/**
+ * Each client's inbox: an append-only log in the store (so an offline client gets its messages
+ * when it reconnects, from any gateway sharing the store), a per-client delivered position, and
+ * live subscribers for clients that are connected to this process.
+ */
+export interface InboxEntry {
+  cursor: string;
+  message: InboxMessage;
+}
+
+interface StoredEntry {
+  messageId: string;
+  sender: string;
+  senderAddress: string;
+  sourceMedium: number;
+  payload: string;
+  sentAtUnixMs: number;
+  traceId: string;
+}
+
+type Listener = (entry: InboxEntry) => void;
+
+/** Stream ids "<ms>-<seq>" compare numerically, part by part. */
+export function cursorAfter(a: string, b: string): boolean {
+  const [am = 0, as = 0] = a.split("-").map(Number);
+  const [bm = 0, bs = 0] = b.split("-").map(Number);
+  return am > bm || (am === bm && as > bs);
+}
+
+export class Inboxes {
+  private readonly listeners = new Map<string, Set<Listener>>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly maxEntries = 10_000,
+  ) {}
+
+  /** Appends a message once per message id; returns its cursor (the existing one for a repeat). */
+  async append(clientId: string, message: InboxMessage): Promise<string> {
+    const marker = `inbox-msg:${clientId}:${message.messageId}`;
+    if (!(await this.store.setIfAbsent(marker, "pending", 30 * 86_400_000))) {
+      const existing = await this.store.get(marker);
+      if (existing && existing !== "pending") return existing;
+    }
+    const stored: StoredEntry = {
+      messageId: message.messageId,
+      sender: message.sender,
+      senderAddress: message.senderAddress,
+      sourceMedium: message.sourceMedium,
+      payload: Buffer.from(Payload.encode(message.payload ?? Payload.fromPartial({})).finish()).toString("base64"),
+      sentAtUnixMs: message.sentAtUnixMs,
+      traceId: message.traceId,
+    };
+    const cursor = await this.store.streamAppend(`inbox:${clientId}`, JSON.stringify(stored), this.maxEntries);
+    await this.store.set(marker, cursor, 30 * 86_400_000);
+    for (const listener of this.listeners.get(clientId) ?? []) listener({ cursor, message });
+    return cursor;
+  }
+
+  /** Whether this message was delivered into this client's inbox (for acknowledgements). */
+  async holds(clientId: string, messageId: string): Promise<boolean> {
+    return (await this.store.get(`inbox-msg:${clientId}:${messageId}`)) !== null;
+  }
+
+  async read(clientId: string, afterCursor: string, count: number): Promise<InboxEntry[]> {
+    const entries = await this.store.streamRange(`inbox:${clientId}`, afterCursor, count);
+    return entries.map(({ id, value }) => {
+      const s = JSON.parse(value) as StoredEntry;
+      return {
+        cursor: id,
+        message: {
+          messageId: s.messageId,
+          sender: s.sender,
+          senderAddress: s.senderAddress,
+          sourceMedium: s.sourceMedium,
+          payload: Payload.decode(Buffer.from(s.payload, "base64")),
+          sentAtUnixMs: s.sentAtUnixMs,
+          traceId: s.traceId,
+        },
+      };
+    });
+  }
+
+  /** Where a client resumes when it gives no cursor: after everything delivered. */
+  async deliveredPosition(clientId: string): Promise<string> {
+    return (await this.store.get(`inbox-pos:${clientId}`)) ?? "";
+  }
+
+  /** Moves the delivered position forward (never back), safely across replicas. */
+  async advance(clientId: string, cursor: string): Promise<void> {
+    const key = `inbox-pos:${clientId}`;
+    for (let i = 0; i < 8; i++) {
+      const current = await this.store.get(key);
+      if (current !== null && !cursorAfter(cursor, current)) return;
+      if (await this.store.compareAndSet(key, current, cursor)) return;
+    }
+  }
+
+  subscribe(clientId: string, listener: Listener): () => void {
+    let set = this.listeners.get(clientId);
+    if (!set) this.listeners.set(clientId, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.listeners.delete(clientId);
+    };
+  }
+
+  subscribers(clientId: string): number {
+    return this.listeners.get(clientId)?.size ?? 0;
+  }
+}
