@@ -189,13 +189,18 @@ export class BrokerProtocol {
       const txn = await this.d.transactions.get(req.messageId);
       if (txn) fallback = await this.fallbackRoute(txn);
     }
+    // Gateways of one medium that share a store are replicas: a client reconnecting to another
+    // replica takes its inbox there, and that replica reports. It can only know the release ID
+    // (checked below) through the destination's store, so the ID stays the capability.
+    const reporter = await this.d.registry.get(caller);
     let accountedNow = false;
     const result = await this.d.transactions.update(req.messageId, (txn) => {
       const meta = decodeMeta(txn);
       // The originator may report only that it cannot reach the destination (so that the
-      // broker falls back); every other report comes from the destination.
+      // broker falls back); every other report comes from the destination or a replica of it.
       const originGivingUp = meta.originGatewayId === caller && req.outcome === ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED;
-      if (meta.destinationGatewayId !== caller && !originGivingUp) {
+      const replica = reporter?.kind === "gateway" && reporter.medium === meta.targetMedium && meta.targetMedium === Medium.MEDIUM_IM;
+      if (meta.destinationGatewayId !== caller && !originGivingUp && !replica) {
         throw new PermissionDeniedError(`gateway "${caller}" is not the destination of message "${req.messageId}"`);
       }
       this.checkReleaseId(txn, req.releaseId, req.attempt);
@@ -268,12 +273,10 @@ export class BrokerProtocol {
       if (isFinal(txn.state) || txn.attempt !== current.attempt) return null;
       const m = decodeMeta(txn);
       const base = { atUnixMs: now, medium: m.targetMedium, attempt: txn.attempt, gatewayId: m.destinationGatewayId };
-      if (txn.state === MessageState.MESSAGE_STATE_DELIVERED) {
-        // Delivered and never read: the transaction is done once the message's lifetime ends.
-        if (!expired) return null;
-        txn.deadlineUnixMs = Number.MAX_SAFE_INTEGER;
-        return txn;
-      }
+      // Delivered and never read: nothing is left to wait for once the message's lifetime ends.
+      // Claiming the deadline took it off the schedule; writing a new deadline here would put it
+      // back forever (a read receipt, if one comes, still closes the transaction).
+      if (txn.state === MessageState.MESSAGE_STATE_DELIVERED) return null;
       if (expired) {
         txn.state = MessageState.MESSAGE_STATE_EXPIRED;
         txn.events.push(event(MessageState.MESSAGE_STATE_EXPIRED, { ...base, failureKind: FailureKind.FAILURE_KIND_PERMANENT, reason: "not delivered before the message expired" }));
