@@ -2,6 +2,9 @@ import type { Profile } from "../gen/uims/admin/v1/admin";
 import type { ConversionPlan } from "../gen/uims/common/v1/message";
 import { Medium } from "../gen/uims/common/v1/types";
 import { mediumName, type Recipient } from "../common/addresses";
+import { SMS_CONTENT_TYPE } from "../common/content/sms";
+
+export { SMS_CONTENT_TYPE };
 
 /**
  * Route choice by profile (BRIEF §4): an explicit address wins; otherwise the recipient's
@@ -63,7 +66,6 @@ export interface RoutePlan {
   refusal?: string;
 }
 
-export const SMS_CONTENT_TYPE = "application/vnd.uims.sms";
 const TEXT = "text/plain; charset=utf-8";
 
 function baseType(contentType: string): string {
