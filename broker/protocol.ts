@@ -199,7 +199,8 @@ export class BrokerProtocol {
       // The originator may report only that it cannot reach the destination (so that the
       // broker falls back); every other report comes from the destination or a replica of it.
       const originGivingUp = meta.originGatewayId === caller && req.outcome === ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED;
-      const replica = reporter?.kind === "gateway" && reporter.medium === meta.targetMedium && meta.targetMedium === Medium.MEDIUM_IM;
+      const replica =
+        reporter?.kind === "gateway" && reporter.medium === meta.targetMedium && meta.targetMedium === Medium.MEDIUM_IM && caller !== meta.originGatewayId;
       if (meta.destinationGatewayId !== caller && !originGivingUp && !replica) {
         throw new PermissionDeniedError(`gateway "${caller}" is not the destination of message "${req.messageId}"`);
       }

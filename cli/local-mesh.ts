@@ -37,6 +37,11 @@ export interface LocalMeshOptions {
   /** Environment for every process (e.g. LOG_LEVEL, OTEL_*). */
   env?: Record<string, string>;
   startTimeoutMs?: number;
+  /**
+   * Start each process in its own process group, so that a terminal's Ctrl-C reaches only the
+   * parent, which can then stop the mesh in order (gateways first). Default false.
+   */
+  detached?: boolean;
 }
 
 /** The repository (or image) root: the nearest folder upwards with a package.json. */
@@ -118,7 +123,7 @@ export class LocalMesh {
     }
     const logFile = join(this.opts.logDir, `${spec.nodeId}.log`);
     const log = createWriteStream(logFile, { flags: "a" });
-    const child = spawn(process.execPath, [entryPoint(spec.kind)], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [entryPoint(spec.kind)], { env, stdio: ["ignore", "pipe", "pipe"], detached: this.opts.detached ?? false });
     const running: RunningComponent = {
       spec,
       endpoint: `127.0.0.1:${port}`,

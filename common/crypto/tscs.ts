@@ -12,8 +12,8 @@ export const NONCE_BYTES = 16;
 export const SESSION_KEY_BYTES = 32;
 export const MAX_KEYS_PER_LOGIN = 256;
 
-function loginFields(key: LoginKey): CanonicalField[] {
-  return [key.nodeId, key.timestampUnixMs, key.nonce, key.keyId, key.audience];
+function loginFields(key: LoginKey, keyCount: number): CanonicalField[] {
+  return [key.nodeId, key.timestampUnixMs, key.nonce, key.keyId, key.audience, keyCount];
 }
 
 function grantFields(grant: Omit<SessionGrant, "mac">, login: LoginKey): CanonicalField[] {
@@ -25,12 +25,12 @@ function grantFields(grant: Omit<SessionGrant, "mac">, login: LoginKey): Canonic
 /** Caller side: a fresh login key C for `audience`, with HMAC(K1, C). */
 export function createLogin(k1: Keyring, nodeId: string, audience: string, keyCount: number, nowMs: number): Login {
   const key: LoginKey = { nodeId, timestampUnixMs: nowMs, nonce: randomBytes(NONCE_BYTES), keyId: k1.current.id, audience };
-  return { key, mac: macWith(k1, Label.login, loginFields(key)).mac, keyCount };
+  return { key, mac: macWith(k1, Label.login, loginFields(key, keyCount)).mac, keyCount };
 }
 
 /** Caller side: checks that a grant answers our own login and comes from a K1 holder. */
 export function grantValid(k1: Keyring, login: Login, grant: SessionGrant): boolean {
-  if (!login.key || grant.nodeId !== login.key.audience) return false;
+  if (!login.key || grant.nodeId !== login.key.audience || grant.keys.length !== login.keyCount) return false;
   return verifyMacWith(k1, grant.keyId, Label.grant, grantFields(grant, login.key), grant.mac);
 }
 
@@ -70,7 +70,7 @@ export class TscsAuthority {
     if (login.keyCount < 1 || login.keyCount > MAX_KEYS_PER_LOGIN) throw new InvalidArgumentError("login.key_count", `must be 1 to ${MAX_KEYS_PER_LOGIN}`);
     if (key.audience !== this.opts.audience) throw new UnauthenticatedError(`login is meant for "${key.audience}", not "${this.opts.audience}"`);
     if (!this.opts.k1.all.has(key.keyId)) throw new UnauthenticatedError(`unknown mesh key id "${key.keyId}"`);
-    if (!verifyMacWith(this.opts.k1, key.keyId, Label.login, loginFields(key), login.mac)) throw new UnauthenticatedError("login MAC does not verify");
+    if (!verifyMacWith(this.opts.k1, key.keyId, Label.login, loginFields(key, login.keyCount), login.mac)) throw new UnauthenticatedError("login MAC does not verify");
     const now = this.clock();
     const skew = key.timestampUnixMs - now;
     if (Math.abs(skew) > this.opts.windowMs) {

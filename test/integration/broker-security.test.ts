@@ -240,7 +240,7 @@ describe.each(STORE_KINDS)("broker security (%s store)", (kind) => {
     return { meta, release };
   }
 
-  function reportBody(messageId: string, releaseId: Uint8Array, extra: Partial<ReportRequest> = {}): Omit<ReportRequest, "auth"> {
+  function reportBody(messageId: string, releaseId: Buffer, extra: Partial<ReportRequest> = {}): Omit<ReportRequest, "auth"> {
     return {
       messageId,
       releaseId,
@@ -370,14 +370,15 @@ describe.each(STORE_KINDS)("broker security (%s store)", (kind) => {
       ["ResolveClientTokenRequest", "resolveClientToken"],
     ] as const)("%s: every field", async (type, rpc) => {
       const { meta, release } = await released();
-      const bodies = {
-        confirmRelease: () => ["gw-im-a", Label.callConfirm, confirmFields, { messageId: meta.messageId, releaseId: release.releaseId, attempt: 1 } satisfies Omit<ConfirmReleaseRequest, "auth">],
-        register: () => ["gw-im-a", Label.callRegister, registerFields, { nodeId: "gw-im-a", kind: NodeKind.NODE_KIND_GATEWAY, medium: Medium.MEDIUM_IM, endpoint: gwA.endpoint, capacity: 100, version: "test" } satisfies Omit<RegisterRequest, "auth">],
-        heartbeat: () => ["gw-im-a", Label.callHeartbeat, heartbeatFields, { nodeId: "gw-im-a", inFlight: 3, healthy: true, detail: "ok" } satisfies Omit<HeartbeatRequest, "auth">],
-        reportPresence: () => ["gw-im-b", Label.callPresence, presenceFields, { gatewayId: "gw-im-b", clientId: "bob", online: true } satisfies Omit<ReportPresenceRequest, "auth">],
-        resolveClientToken: () => ["gw-im-a", Label.callResolveToken, resolveTokenFields, { tokenSha256: createHash("sha256").update(aliceToken).digest() } satisfies Omit<ResolveClientTokenRequest, "auth">],
-      } as const;
-      const [nodeId, label, fields, body] = bodies[rpc]();
+      type Case = { nodeId: string; label: string; fields: (r: never) => CanonicalField[]; body: object };
+      const cases: Record<typeof rpc, () => Case> = {
+        confirmRelease: () => ({ nodeId: "gw-im-a", label: Label.callConfirm, fields: confirmFields, body: { messageId: meta.messageId, releaseId: release.releaseId, attempt: 1 } satisfies Omit<ConfirmReleaseRequest, "auth"> }),
+        register: () => ({ nodeId: "gw-im-a", label: Label.callRegister, fields: registerFields, body: { nodeId: "gw-im-a", kind: NodeKind.NODE_KIND_GATEWAY, medium: Medium.MEDIUM_IM, endpoint: gwA.endpoint, capacity: 100, version: "test" } satisfies Omit<RegisterRequest, "auth"> }),
+        heartbeat: () => ({ nodeId: "gw-im-a", label: Label.callHeartbeat, fields: heartbeatFields, body: { nodeId: "gw-im-a", inFlight: 3, healthy: true, detail: "ok" } satisfies Omit<HeartbeatRequest, "auth"> }),
+        reportPresence: () => ({ nodeId: "gw-im-b", label: Label.callPresence, fields: presenceFields, body: { gatewayId: "gw-im-b", clientId: "bob", online: true } satisfies Omit<ReportPresenceRequest, "auth"> }),
+        resolveClientToken: () => ({ nodeId: "gw-im-a", label: Label.callResolveToken, fields: resolveTokenFields, body: { tokenSha256: createHash("sha256").update(aliceToken).digest() } satisfies Omit<ResolveClientTokenRequest, "auth"> }),
+      };
+      const { nodeId, label, fields, body } = cases[rpc]();
       const key = await sessionKey(nodeId);
       const genuine = signed(nodeId, key, label, fields as (r: object) => CanonicalField[], body as object);
       for (const path of signedPaths(type)) {

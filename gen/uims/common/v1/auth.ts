@@ -68,7 +68,7 @@ export interface Login {
   key?:
     | LoginKey
     | undefined;
-  /** HMAC-SHA256(K1[key.key_id], label "uims.login.v1" || length-prefixed fields of key). */
+  /** HMAC-SHA256(K1[key.key_id], label "uims.login.v1" || length-prefixed fields of key || key_count). */
   mac: Buffer;
   /** Session keys wanted, 1 to 256. Each is single use; asking for several saves set-ups under load. */
   keyCount: number;
