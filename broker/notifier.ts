@@ -5,6 +5,7 @@ import { makeRelease, type ReleaseKeys } from "../common/crypto/release";
 import { GatewayClient } from "../common/mesh/gateway-client";
 import type { MeshIdentity } from "../common/mesh/peer";
 import type { Store } from "../common/store";
+import { Attr, step } from "../common/tracing";
 import type { GatewayRegistry } from "./registry";
 import { decodeMeta, type TransactionStore } from "./transactions";
 
@@ -93,6 +94,12 @@ export class Notifier {
   }
 
   private async deliver(member: string, job: NoticeJob): Promise<void> {
+    const txn = await this.deps.transactions.get(job.messageId).catch(() => null);
+    const traceparent = txn ? decodeMeta(txn).trace?.traceparent : undefined;
+    await step("uims.broker.notify", { traceparent, attributes: { [Attr.messageId]: job.messageId, "uims.state": MessageState[job.event.state] ?? "", "uims.rerouted": job.rerouteAttempt > 0 } }, () => this.send(member, job)).catch(() => undefined);
+  }
+
+  private async send(member: string, job: NoticeJob): Promise<void> {
     try {
       const client = await this.clientFor(job.originGatewayId);
       await client.notify(async (sessionKey) => {

@@ -42,6 +42,7 @@ import {
   PermissionDeniedError,
   ResourceExhaustedError,
 } from "../common/errors";
+import { Attr, step } from "../common/tracing";
 import type { Accounting } from "./accounting";
 import type { Notifier } from "./notifier";
 import type { PresenceBook } from "./presence";
@@ -89,6 +90,15 @@ export class BrokerProtocol {
   async submit(req: SubmitRequest): Promise<SubmitResponse> {
     const meta = req.meta;
     if (!meta) throw new InvalidArgumentError("meta", "is required");
+    return step("uims.broker.release", { traceparent: meta.trace?.traceparent, attributes: { [Attr.messageId]: meta.messageId, [Attr.sourceMedium]: mediumName(meta.sourceMedium) } }, async (span) => {
+      const response = await this.release(req, meta);
+      const routed = response.release?.meta;
+      if (routed) span.setAttributes({ [Attr.targetMedium]: mediumName(routed.targetMedium), [Attr.destination]: routed.destinationGatewayId, [Attr.attempt]: routed.attempt, [Attr.processor]: routed.processorId });
+      return response;
+    });
+  }
+
+  private async release(req: SubmitRequest, meta: MetaInformation): Promise<SubmitResponse> {
     const caller = await this.d.tscs.authenticate(req.auth, Label.callSubmit, submitFields(meta));
     const now = this.d.clock();
     const recipient = this.validateSubmission(meta, caller, now);
@@ -175,7 +185,16 @@ export class BrokerProtocol {
   }
 
   // Phase 4.
-  async report(req: ReportRequest): Promise<ReportResponse> {
+  report(req: ReportRequest): Promise<ReportResponse> {
+    return step("uims.broker.report", { traceparent: req.trace?.traceparent, attributes: { [Attr.messageId]: req.messageId, [Attr.attempt]: req.attempt, [Attr.outcome]: ReportOutcome[req.outcome] ?? String(req.outcome) } }, async (span) => {
+      const response = await this.account(req);
+      span.setAttribute("uims.state", MessageState[response.state] ?? String(response.state));
+      if (response.rerouted) span.setAttribute("uims.rerouted", true);
+      return response;
+    });
+  }
+
+  private async account(req: ReportRequest): Promise<ReportResponse> {
     const caller = await this.d.tscs.authenticate(req.auth, Label.callReport, reportFields(req));
     if (!req.messageId) throw new InvalidArgumentError("message_id", "must not be empty");
     if (![ReportOutcome.REPORT_OUTCOME_DELIVERED, ReportOutcome.REPORT_OUTCOME_READ, ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED].includes(req.outcome)) {

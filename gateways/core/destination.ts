@@ -10,7 +10,9 @@ import type { BrokerClient } from "../../common/mesh/broker-client";
 import { errorCode } from "../../common/mesh/peer";
 import type { Store } from "../../common/store";
 import { backoffMs } from "./backoff";
-import type { InboundMessage, MediumAdapter } from "./types";
+import { mediumName } from "../../common/addresses";
+import { Attr, SpanKind, step } from "../../common/tracing";
+import type { DeliveryOutcome, InboundMessage, MediumAdapter } from "./types";
 import { WorkQueue } from "./work-queue";
 
 /**
@@ -68,7 +70,16 @@ export class Destination {
    * is the originator (or the processor the release names), and that the payload is the one the
    * broker released (or was converted by that processor). Returns true when the message was new.
    */
-  async receive(caller: string, message: InstantMessage, digest: Buffer): Promise<boolean> {
+  receive(caller: string, message: InstantMessage, digest: Buffer): Promise<boolean> {
+    const meta = message.release?.meta;
+    return step("uims.receive", { traceparent: meta?.trace?.traceparent, kind: SpanKind.CONSUMER, attributes: { [Attr.messageId]: meta?.messageId ?? "", [Attr.node]: this.o.nodeId, "uims.converted_by": message.convertedBy } }, async (span) => {
+      const fresh = await this.check(caller, message, digest);
+      span.setAttribute("uims.duplicate", !fresh);
+      return fresh;
+    });
+  }
+
+  private async check(caller: string, message: InstantMessage, digest: Buffer): Promise<boolean> {
     const release = message.release;
     const meta = release?.meta;
     const payload = message.payload;
@@ -146,14 +157,24 @@ export class Destination {
     };
   }
 
+  /**
+   * Moves a message between states with compare-and-set: delivery by the adapter, the inbox
+   * stream and the client's acknowledgement race, and exactly one of them may win each step.
+   */
   private async transition(messageId: string, from: InboundState[], to: InboundState, change?: (r: InboundRecord) => void): Promise<void> {
-    const record = await this.load(messageId);
-    if (!record || !from.includes(record.state)) return;
-    const wasDelivered = record.state === "delivered";
-    record.state = to;
-    change?.(record);
-    if (to !== "received") delete record.payload;
-    await this.save(record);
+    let wasDelivered = false;
+    for (let round = 0; ; round++) {
+      const raw = await this.o.store.get(KEY(messageId));
+      if (raw === null) return;
+      const record = JSON.parse(raw) as InboundRecord;
+      if (!from.includes(record.state)) return;
+      wasDelivered = record.state === "delivered";
+      record.state = to;
+      change?.(record);
+      if (to !== "received") delete record.payload;
+      if (await this.o.store.compareAndSet(KEY(messageId), raw, JSON.stringify(record), this.ttl(record))) break;
+      if (round > 16) throw new Error(`message ${messageId} is too contended`);
+    }
     await this.deliveries.remove(messageId);
     if (to === "handed" || to === "received") return;
     // A read implies delivery: report both so the broker books the delivery.
@@ -172,12 +193,16 @@ export class Destination {
       await this.markFailed(messageId, true, "expired before it could be delivered");
       return;
     }
-    let outcome;
-    try {
-      outcome = await this.o.adapter().deliver(found.message);
-    } catch (err) {
-      outcome = { kind: "failed" as const, permanent: false, reason: (err as Error).message };
-    }
+    const outcome = await step("uims.deliver", { traceparent: found.message.meta.trace?.traceparent, attributes: { [Attr.messageId]: messageId, [Attr.targetMedium]: mediumName(found.message.meta.targetMedium), "uims.tries": record.tries } }, async (span): Promise<DeliveryOutcome> => {
+      let result: DeliveryOutcome;
+      try {
+        result = await this.o.adapter().deliver(found.message);
+      } catch (err) {
+        result = { kind: "failed", permanent: false, reason: (err as Error).message };
+      }
+      span.setAttribute(Attr.outcome, result.kind);
+      return result;
+    });
     if (outcome.kind === "delivered") {
       await this.markDelivered(messageId, { ...(outcome.segments ? { segments: outcome.segments } : {}), ...(outcome.bytes ? { bytes: outcome.bytes } : {}) });
     } else if (outcome.kind === "accepted") {
@@ -213,6 +238,10 @@ export class Destination {
     }
     const release = Release.decode(Buffer.from(record.release, "base64"));
     const outcome = kind === "delivered" ? ReportOutcome.REPORT_OUTCOME_DELIVERED : kind === "read" ? ReportOutcome.REPORT_OUTCOME_READ : ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED;
+    await step("uims.report", { traceparent: release.meta?.trace?.traceparent, attributes: { [Attr.messageId]: messageId, [Attr.outcome]: kind } }, () => this.report(item, messageId, kind, record, release, outcome));
+  }
+
+  private async report(item: string, messageId: string, kind: ReportKind, record: InboundRecord, release: Release, outcome: ReportOutcome): Promise<void> {
     try {
       await this.o.broker.report({
         messageId,

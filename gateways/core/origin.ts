@@ -13,6 +13,9 @@ import type { BrokerClient } from "../../common/mesh/broker-client";
 import { errorCode } from "../../common/mesh/peer";
 import type { PeerClients } from "../../common/mesh/peers";
 import type { Store } from "../../common/store";
+import { context, trace, SpanStatusCode, type Span } from "@opentelemetry/api";
+import { Attr, SpanKind, startMessageSpan, step, traceparentOf } from "../../common/tracing";
+import { mediumName } from "../../common/addresses";
 import { backoffMs } from "./backoff";
 import type { AcceptInput, MediumAdapter, SentMessage } from "./types";
 import { WorkQueue } from "./work-queue";
@@ -108,6 +111,22 @@ export class Originator {
    * nothing stored.
    */
   async accept(input: AcceptInput): Promise<{ message: SentMessage; duplicate: boolean }> {
+    // The message's root span: every later step, in any process, is its descendant.
+    const root = startMessageSpan("uims.send", input.traceparent, { [Attr.sourceMedium]: mediumName(this.o.medium), [Attr.node]: this.o.nodeId });
+    try {
+      const result = await context.with(trace.setSpan(context.active(), root), () => this.acceptInSpan(input, root));
+      root.setAttributes({ [Attr.messageId]: result.message.messageId, [Attr.targetMedium]: mediumName(result.message.medium) });
+      return result;
+    } catch (err) {
+      root.recordException(err as Error);
+      root.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      throw err;
+    } finally {
+      root.end();
+    }
+  }
+
+  private async acceptInSpan(input: AcceptInput, root: Span): Promise<{ message: SentMessage; duplicate: boolean }> {
     const size = payloadSize(input.payload);
     if (size > this.o.maxPayloadBytes) throw new InvalidArgumentError("payload", `${size} bytes exceed the limit of ${this.o.maxPayloadBytes}`);
     const now = this.o.clock();
@@ -121,7 +140,7 @@ export class Originator {
         throw new AlreadyExistsError("a message with this idempotency key is still being accepted");
       }
     }
-    const traceparent = traceparentFor(input.traceparent);
+    const traceparent = traceparentOf(root).traceparent || traceparentFor(input.traceparent);
     const meta: MetaInformation = {
       ...MetaInformation.fromPartial({}),
       messageId,
@@ -164,7 +183,7 @@ export class Originator {
     };
     // Written first, with a lease on the work queue: if this process dies before the broker
     // answers, a restart picks the message up again.
-    await this.save(record);
+    await this.create(record);
     await this.queue.schedule(messageId, now + 15_000);
     let release: Release;
     try {
@@ -174,11 +193,12 @@ export class Originator {
       // The broker's reason (unknown recipient, no right, no route) is the client's answer.
       throw relayRefusal(err);
     }
-    this.applyRelease(record, release, now);
-    await this.save(record);
-    await this.o.adapter().onStatus(this.view(record));
+    const released = await this.update(messageId, (r) => {
+      if (!r.release) this.applyRelease(r, release, now);
+    });
+    await this.o.adapter().onStatus(this.view(released ?? record));
     void this.queue.runNow(messageId);
-    return { message: this.view(record), duplicate: false };
+    return { message: this.view(released ?? record), duplicate: false };
   }
 
   async get(messageId: string): Promise<SentMessage | null> {
@@ -189,11 +209,17 @@ export class Originator {
   /** The broker's notice (final delivery notice, read receipt, re-route, failure). */
   async notify(req: NotifyRequest, sessionKey: Buffer): Promise<void> {
     const record = await this.load(req.messageId);
+    const traceparent = record ? MetaInformation.decode(Buffer.from(record.meta, "base64")).trace?.traceparent : undefined;
+    await step("uims.notice", { traceparent, attributes: { [Attr.messageId]: req.messageId, "uims.state": MessageState[req.event?.state ?? 0] ?? "", "uims.rerouted": Boolean(req.reroute) } }, () =>
+      this.applyNotice(record, req, sessionKey),
+    );
+  }
+
+  private async applyNotice(record: OutboxRecord | null, req: NotifyRequest, sessionKey: Buffer): Promise<void> {
     if (!record) {
       this.o.logger.warn({ messageId: req.messageId }, "notice for an unknown message ignored");
       return;
     }
-    if (req.segments > 0) record.segments = req.segments;
     const reroute = req.reroute;
     if (reroute) {
       const meta = reroute.meta;
@@ -201,19 +227,23 @@ export class Originator {
       if (!releaseSignatureValid(this.o.verifyKeys, reroute) || !outerDigestValid(this.o.k1, reroute, sessionKey)) {
         throw new InvalidArgumentError("reroute", "the release does not verify");
       }
-      if (meta.attempt > record.attempt && !FINAL.has(record.state)) {
-        this.applyRelease(record, reroute, this.o.clock());
-        record.transmitted = false;
-        record.confirmed = false;
-        record.tries = 0;
-        record.failingSinceUnixMs = 0;
-      }
     }
-    if (req.event) this.addEvent(record, req.event);
-    if (record.state === MessageState.MESSAGE_STATE_DELIVERED || FINAL.has(record.state)) delete record.payload;
-    await this.save(record);
-    await this.o.adapter().onStatus(this.view(record));
-    if (reroute && !record.transmitted && record.payload) void this.queue.runNow(record.messageId);
+    const now = this.o.clock();
+    const updated = await this.update(record.messageId, (r) => {
+      if (req.segments > 0) r.segments = req.segments;
+      if (reroute && reroute.meta!.attempt > r.attempt && !FINAL.has(r.state)) {
+        this.applyRelease(r, reroute, now);
+        r.transmitted = false;
+        r.confirmed = false;
+        r.tries = 0;
+        r.failingSinceUnixMs = 0;
+      }
+      if (req.event) this.addEvent(r, req.event);
+      if (r.state === MessageState.MESSAGE_STATE_DELIVERED || FINAL.has(r.state)) delete r.payload;
+    });
+    if (!updated) return;
+    await this.o.adapter().onStatus(this.view(updated));
+    if (reroute && !updated.transmitted && updated.payload) void this.queue.runNow(updated.messageId);
   }
 
   /** Moves one message forward: (re)submit, confirm, transmit. Run by the work queue. */
@@ -225,34 +255,57 @@ export class Originator {
     }
     const now = this.o.clock();
     if (now >= record.expiresAtUnixMs && !record.release) {
-      await this.finish(record, MessageState.MESSAGE_STATE_EXPIRED, "expired before the broker released it");
+      await this.finish(messageId, MessageState.MESSAGE_STATE_EXPIRED, "expired before the broker released it");
       return;
     }
     try {
       if (!record.release) {
         // Recovery after a crash between storing and the broker's answer.
-        this.applyRelease(record, await this.o.broker.submit(MetaInformation.decode(Buffer.from(record.meta, "base64"))), now);
-        await this.save(record);
+        const release = await this.o.broker.submit(MetaInformation.decode(Buffer.from(record.meta, "base64")));
+        const updated = await this.update(messageId, (r) => {
+          if (!r.release) this.applyRelease(r, release, now);
+        });
+        if (!updated) return;
+        Object.assign(record, updated);
       }
       if (record.transmitted) {
         await this.queue.remove(messageId);
         return;
       }
       const release = Release.decode(Buffer.from(record.release!, "base64"));
+      const attempt = record.attempt;
       if (!record.confirmed) {
-        await this.o.broker.confirm({ messageId, releaseId: release.releaseId, attempt: record.attempt });
-        record.confirmed = true;
+        await this.o.broker.confirm({ messageId, releaseId: release.releaseId, attempt });
+        await this.update(messageId, (r) => {
+          if (r.attempt !== attempt) return false;
+          r.confirmed = true;
+          return true;
+        });
       }
       const payload = Payload.decode(Buffer.from(record.payload, "base64"));
-      const segments = await this.transmit(release, payload, Buffer.from(record.digest, "hex"));
-      record.transmitted = true;
-      record.tries = 0;
-      record.failingSinceUnixMs = 0;
-      if (segments > 0) record.segments = segments;
-      this.addEvent(record, eventOf(MessageState.MESSAGE_STATE_TRANSMITTED, { atUnixMs: this.o.clock(), medium: record.medium, attempt: record.attempt, gatewayId: release.meta?.destinationGatewayId ?? "" }));
-      await this.save(record);
-      await this.queue.remove(messageId);
-      await this.o.adapter().onStatus(this.view(record));
+      const meta = release.meta!;
+      const segments = await step(
+        "uims.transmit",
+        {
+          traceparent: meta.trace?.traceparent,
+          kind: SpanKind.PRODUCER,
+          attributes: { [Attr.messageId]: messageId, [Attr.attempt]: record.attempt, [Attr.destination]: meta.destinationGatewayId, [Attr.processor]: meta.processorId, "uims.tries": record.tries },
+        },
+        () => this.transmit(release, payload, Buffer.from(record.digest, "hex")),
+      );
+      const at = this.o.clock();
+      // A notice may have arrived meanwhile (delivered already, or a re-route to a newer attempt).
+      const updated = await this.update(messageId, (r) => {
+        if (r.attempt !== attempt) return false;
+        r.transmitted = true;
+        r.tries = 0;
+        r.failingSinceUnixMs = 0;
+        if (segments > 0) r.segments = segments;
+        this.addEvent(r, eventOf(MessageState.MESSAGE_STATE_TRANSMITTED, { atUnixMs: at, medium: r.medium, attempt, gatewayId: meta.destinationGatewayId }));
+        return true;
+      });
+      if (updated?.attempt === attempt) await this.queue.remove(messageId);
+      if (updated) await this.o.adapter().onStatus(this.view(updated));
     } catch (err) {
       await this.onFailure(record, err);
     }
@@ -275,7 +328,7 @@ export class Originator {
     const now = this.o.clock();
     if (!record.release) {
       if (code !== undefined && PERMANENT_CODES.has(code)) {
-        await this.finish(record, MessageState.MESSAGE_STATE_FAILED, `refused by the broker: ${reason}`);
+        await this.finish(record.messageId, MessageState.MESSAGE_STATE_FAILED, `refused by the broker: ${reason}`);
         return;
       }
     } else if (code !== undefined && PERMANENT_CODES.has(code) && code !== grpc.status.RESOURCE_EXHAUSTED) {
@@ -283,26 +336,33 @@ export class Originator {
       await this.giveUp(record, FailureKind.FAILURE_KIND_PERMANENT, `destination refused the message: ${reason}`);
       return;
     }
-    record.tries++;
-    if (!record.failingSinceUnixMs) record.failingSinceUnixMs = now;
-    if (record.release && now - record.failingSinceUnixMs >= this.o.unreachableAfterMs) {
-      await this.giveUp(record, FailureKind.FAILURE_KIND_TEMPORARY, `destination unreachable: ${reason}`);
+    const attempt = record.attempt;
+    const updated = await this.update(record.messageId, (r) => {
+      if (r.attempt !== attempt || r.transmitted) return false;
+      r.tries++;
+      if (!r.failingSinceUnixMs) r.failingSinceUnixMs = now;
+      return true;
+    });
+    // Gone, re-routed or transmitted meanwhile: nothing left to retry here.
+    if (!updated || updated.attempt !== attempt || updated.transmitted) return;
+    if (updated.release && now - updated.failingSinceUnixMs >= this.o.unreachableAfterMs) {
+      await this.giveUp(updated, FailureKind.FAILURE_KIND_TEMPORARY, `destination unreachable: ${reason}`);
       return;
     }
-    await this.save(record);
-    const delay = backoffMs(record.tries);
-    this.o.logger.info({ messageId: record.messageId, tries: record.tries, retryInMs: delay, reason }, "transmission failed; will retry");
+    const delay = backoffMs(updated.tries);
+    this.o.logger.info({ messageId: record.messageId, tries: updated.tries, retryInMs: delay, reason }, "transmission failed; will retry");
     await this.queue.schedule(record.messageId, now + delay);
   }
 
   /** Asks the broker to fall back (temporary) or to fail the message (permanent). */
   private async giveUp(record: OutboxRecord, kind: FailureKind, reason: string): Promise<void> {
     const release = Release.decode(Buffer.from(record.release!, "base64"));
+    const attempt = record.attempt;
     try {
       await this.o.broker.report({
         messageId: record.messageId,
         releaseId: release.releaseId,
-        attempt: record.attempt,
+        attempt,
         outcome: ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED,
         failureKind: kind,
         reason,
@@ -312,21 +372,26 @@ export class Originator {
         trace: release.meta?.trace,
       });
       // The broker answers with a notice: a re-route to transmit, or the failure.
-      record.failingSinceUnixMs = 0;
-      await this.save(record);
-      await this.queue.remove(record.messageId);
+      const updated = await this.update(record.messageId, (r) => {
+        if (r.attempt !== attempt) return false;
+        r.failingSinceUnixMs = 0;
+        return true;
+      });
+      if (updated?.attempt === attempt) await this.queue.remove(record.messageId);
     } catch (err) {
       this.o.logger.warn({ messageId: record.messageId, err: (err as Error).message }, "could not report the failure to the broker; will retry");
-      await this.queue.schedule(record.messageId, this.o.clock() + backoffMs(++record.tries));
+      await this.queue.schedule(record.messageId, this.o.clock() + backoffMs(record.tries + 1));
     }
   }
 
-  private async finish(record: OutboxRecord, state: MessageState, reason: string): Promise<void> {
-    this.addEvent(record, eventOf(state, { atUnixMs: this.o.clock(), medium: record.medium, attempt: record.attempt, failureKind: FailureKind.FAILURE_KIND_PERMANENT, reason, gatewayId: this.o.nodeId }));
-    delete record.payload;
-    await this.save(record);
-    await this.queue.remove(record.messageId);
-    await this.o.adapter().onStatus(this.view(record));
+  private async finish(messageId: string, state: MessageState, reason: string): Promise<void> {
+    const at = this.o.clock();
+    const updated = await this.update(messageId, (r) => {
+      this.addEvent(r, eventOf(state, { atUnixMs: at, medium: r.medium, attempt: r.attempt, failureKind: FailureKind.FAILURE_KIND_PERMANENT, reason, gatewayId: this.o.nodeId }));
+      delete r.payload;
+    });
+    await this.queue.remove(messageId);
+    if (updated) await this.o.adapter().onStatus(this.view(updated));
   }
 
   private applyRelease(record: OutboxRecord, release: Release, now: number): void {
@@ -368,9 +433,30 @@ export class Originator {
     return raw === null ? null : (JSON.parse(raw) as OutboxRecord);
   }
 
-  private async save(record: OutboxRecord): Promise<void> {
-    const ttl = Math.max(record.expiresAtUnixMs - this.o.clock(), 0) + this.o.retentionMs;
-    await this.o.store.set(KEY(record.messageId), JSON.stringify(record), ttl);
+  private async create(record: OutboxRecord): Promise<void> {
+    if (!(await this.o.store.compareAndSet(KEY(record.messageId), null, JSON.stringify(record), this.ttl(record)))) {
+      throw new AlreadyExistsError(`message id "${record.messageId}" is already in use`);
+    }
+  }
+
+  /**
+   * Changes a record with compare-and-set: the work queue, the broker's notices and the client
+   * API race on the same message, and none may undo another's step. `change` returns false to
+   * leave the record as it is. Returns the record as stored afterwards (null when there is none).
+   */
+  private async update(messageId: string, change: (r: OutboxRecord) => boolean | void): Promise<OutboxRecord | null> {
+    for (let round = 0; round < 32; round++) {
+      const raw = await this.o.store.get(KEY(messageId));
+      if (raw === null) return null;
+      const record = JSON.parse(raw) as OutboxRecord;
+      if (change(record) === false) return JSON.parse(raw) as OutboxRecord;
+      if (await this.o.store.compareAndSet(KEY(messageId), raw, JSON.stringify(record), this.ttl(record))) return record;
+    }
+    throw new Error(`message ${messageId} is too contended`);
+  }
+
+  private ttl(record: OutboxRecord): number {
+    return Math.max(record.expiresAtUnixMs - this.o.clock(), 0) + this.o.retentionMs;
   }
 
   private async forget(record: OutboxRecord, idemKey?: string): Promise<void> {
