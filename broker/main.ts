@@ -1,6 +1,9 @@
+// First: the grpc instrumentation must patch grpc-js before any client or server is built.
+import "../common/telemetry";
 import { ConfigError } from "../common/config";
 import { runUntilSignal } from "../common/lifecycle";
 import { createLogger } from "../common/logger";
+import { processClosers } from "../common/process";
 import { createStore } from "../common/store";
 import { loadBrokerConfig } from "./config";
 import { createBrokerServer } from "./server";
@@ -11,13 +14,14 @@ async function main(): Promise<void> {
   const store = createStore({ ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}), onError: (err: Error) => logger.warn({ err }, "store error") });
   const broker = createBrokerServer(config, store, logger);
   await broker.start();
+  const closers = await processClosers(config.metricsPort, logger);
   await runUntilSignal({
     logger,
-    health: broker.health,
+    health: broker.shutdownHealth,
     server: broker.server,
     graceMs: config.shutdownGraceMs,
     onDrain: () => broker.inFlight.idle(),
-    closers: [async () => broker.stopBackground(), () => store.close()],
+    closers: [async () => broker.stopBackground(), () => store.close(), ...closers],
   });
 }
 

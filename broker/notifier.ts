@@ -5,6 +5,7 @@ import { makeRelease, type ReleaseKeys } from "../common/crypto/release";
 import { GatewayClient } from "../common/mesh/gateway-client";
 import type { MeshIdentity } from "../common/mesh/peer";
 import type { Store } from "../common/store";
+import { retries } from "../common/metrics";
 import { Attr, step } from "../common/tracing";
 import type { GatewayRegistry } from "./registry";
 import { decodeMeta, type TransactionStore } from "./transactions";
@@ -116,6 +117,7 @@ export class Notifier {
         return;
       }
       const tries = job.tries + 1;
+      retries.inc({ kind: "notice" });
       const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(tries, 10)) * (0.5 + Math.random() / 2);
       this.deps.logger.warn({ err, messageId: job.messageId, origin: job.originGatewayId, tries }, "notice not delivered; will retry");
       await this.deps.store.set(KEY(member), JSON.stringify({ ...job, tries }), this.deps.giveUpAfterMs).catch(() => undefined);

@@ -42,6 +42,7 @@ import {
   PermissionDeniedError,
   ResourceExhaustedError,
 } from "../common/errors";
+import { fallbacks } from "../common/metrics";
 import { Attr, step } from "../common/tracing";
 import type { Accounting } from "./accounting";
 import type { Notifier } from "./notifier";
@@ -262,6 +263,7 @@ export class BrokerProtocol {
       await this.d.accounting.recordDelivery({ sender: meta.sender, medium: meta.targetMedium, bytes: req.deliveredBytes || meta.contentSize, segments: after.segments, atUnixMs: at });
     }
     const rerouted = after.attempt !== result.before.attempt;
+    if (rerouted) fallbacks.inc({ from_medium: mediumName(meta.targetMedium) });
     await this.notifyLatest(after, rerouted);
     return { state: after.state, rerouted };
   }
@@ -310,7 +312,9 @@ export class BrokerProtocol {
       return txn;
     });
     if (result?.after && (result.after.state !== result.before.state || result.after.attempt !== result.before.attempt)) {
-      await this.notifyLatest(result.after, result.after.attempt !== result.before.attempt);
+      const rerouted = result.after.attempt !== result.before.attempt;
+      if (rerouted) fallbacks.inc({ from_medium: mediumName(meta.targetMedium) });
+      await this.notifyLatest(result.after, rerouted);
     } else if (result?.after && !isFinal(result.after.state)) {
       await this.d.transactions.reschedule(messageId, result.after.deadlineUnixMs);
     }

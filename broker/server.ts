@@ -7,6 +7,7 @@ import type { Logger } from "../common/logger";
 import { BROKER_AUDIENCE } from "../common/mesh/broker-client";
 import { InFlight } from "../common/mesh/multiplex";
 import type { MeshIdentity } from "../common/mesh/peer";
+import { HealthMonitor, storeCheck } from "../common/health-monitor";
 import type { Store } from "../common/store";
 import { Accounting } from "./accounting";
 import { createAdminService } from "./admin-service";
@@ -27,6 +28,8 @@ export interface BrokerServer extends GrpcServer {
   start(): Promise<number>;
   /** Stops the loops and closes outbound connections (the gRPC server is shut down by the caller). */
   stopBackground(): void;
+  /** Health for the shutdown sequence: stops the monitor so that NOT_SERVING sticks. */
+  shutdownHealth: { setAll(status: "SERVING" | "NOT_SERVING"): void };
 }
 
 /** Builds the broker from its configuration and store; does not bind. */
@@ -78,6 +81,7 @@ export function createBrokerServer(config: BrokerConfig, store: Store, logger: L
     }),
   );
 
+  const monitor = new HealthMonitor(grpcServer.health, [storeCheck(store)], logger);
   let deadlineTimer: NodeJS.Timeout | null = null;
   let sweeping = false;
   return {
@@ -99,12 +103,20 @@ export function createBrokerServer(config: BrokerConfig, store: Store, logger: L
           });
       }, 1_000);
       deadlineTimer.unref();
+      monitor.start();
       logger.info({ port, store: store.kind }, "broker listening");
       return port;
     },
     stopBackground() {
+      monitor.stop();
       if (deadlineTimer) clearInterval(deadlineTimer);
       notifier.stop();
+    },
+    shutdownHealth: {
+      setAll(status) {
+        monitor.stop();
+        grpcServer.health.setAll(status);
+      },
     },
   };
 }

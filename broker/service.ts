@@ -1,6 +1,9 @@
 import type { Logger } from "pino";
 import type { BrokerServiceServer } from "../gen/uims/broker/v1/broker";
 import type { TscsAuthority } from "../common/crypto/tscs";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import { toCallError } from "../common/errors";
+import { refusals } from "../common/metrics";
 import { InFlight, multiplexed, unary } from "../common/mesh/multiplex";
 import type { BrokerProtocol } from "./protocol";
 
@@ -8,7 +11,8 @@ import type { BrokerProtocol } from "./protocol";
 export function createBrokerService(deps: { protocol: BrokerProtocol; tscs: TscsAuthority; logger: Logger; inFlight: InFlight }): BrokerServiceServer {
   const { protocol, tscs, inFlight } = deps;
   const refused = (rpc: string) => (err: unknown) => {
-    const e = err as { name?: string; message?: string; code?: number };
+    const e = err as { name?: string; message?: string };
+    refusals.inc({ rpc, code: grpcStatus[toCallError(err).code] ?? "UNKNOWN" });
     deps.logger.warn({ rpc, reason: e.message, error: e.name }, "call refused");
   };
   const submit = (r: Parameters<BrokerProtocol["submit"]>[0]) => protocol.submit(r);

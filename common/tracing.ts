@@ -1,5 +1,6 @@
 import { context, propagation, trace, SpanKind, SpanStatusCode, type Attributes, type Context, type Span } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { stepDuration } from "./metrics";
 
 // Even with no exporter configured (no tracer provider), the W3C propagator lets each step's
 // span carry the message's trace id, so logs and statuses name one trace per message.
@@ -55,9 +56,13 @@ export interface StepOptions {
 export async function step<T>(name: string, opts: StepOptions, work: (span: Span) => Promise<T>): Promise<T> {
   const parent = contextOf(opts.traceparent);
   const span = tracer().startSpan(name, { kind: opts.kind ?? SpanKind.INTERNAL, ...(opts.attributes ? { attributes: opts.attributes } : {}) }, parent);
+  const timer = stepDuration.startTimer({ step: name });
   try {
-    return await context.with(trace.setSpan(parent, span), () => work(span));
+    const result = await context.with(trace.setSpan(parent, span), () => work(span));
+    timer({ outcome: "ok" });
+    return result;
   } catch (err) {
+    timer({ outcome: "error" });
     span.recordException(err as Error);
     span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
     throw err;

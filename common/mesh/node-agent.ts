@@ -27,6 +27,8 @@ export class NodeAgent {
   private intervalMs = 5_000;
   private stopped = false;
   registered = false;
+  /** When the broker last answered a registration or heartbeat. */
+  lastContactUnixMs = 0;
 
   constructor(private readonly opts: NodeAgentOptions) {}
 
@@ -51,11 +53,19 @@ export class NodeAgent {
     if (this.timer) clearTimeout(this.timer);
   }
 
+  /** For the health monitor: the broker has this node registered and answered recently. */
+  async checkBroker(): Promise<void> {
+    if (!this.registered) throw new Error("not registered with the broker yet");
+    const silentMs = Date.now() - this.lastContactUnixMs;
+    if (silentMs > 3 * this.intervalMs) throw new Error(`no answer from the broker for ${silentMs} ms`);
+  }
+
   private async register(): Promise<void> {
     const { broker, nodeId, kind, medium, endpoint, capacity, version } = this.opts;
     const res = await broker.register({ nodeId, kind, medium, endpoint, capacity, version });
     this.intervalMs = res.heartbeatIntervalMs || this.intervalMs;
     this.registered = true;
+    this.lastContactUnixMs = Date.now();
     this.opts.logger.info({ broker: res.brokerId, endpoint }, "registered with the broker");
   }
 
@@ -69,6 +79,7 @@ export class NodeAgent {
     try {
       const status = this.opts.status();
       const res = await this.opts.broker.heartbeat({ nodeId: this.opts.nodeId, ...status });
+      this.lastContactUnixMs = Date.now();
       if (!res.known) await this.register();
     } catch (err) {
       this.opts.logger.warn({ err: (err as Error).message }, "heartbeat failed");

@@ -11,6 +11,7 @@ import { errorCode } from "../../common/mesh/peer";
 import type { Store } from "../../common/store";
 import { backoffMs } from "./backoff";
 import { mediumName } from "../../common/addresses";
+import { messages, retries } from "../../common/metrics";
 import { Attr, SpanKind, step } from "../../common/tracing";
 import type { DeliveryOutcome, InboundMessage, MediumAdapter } from "./types";
 import { WorkQueue } from "./work-queue";
@@ -177,6 +178,7 @@ export class Destination {
     }
     await this.deliveries.remove(messageId);
     if (to === "handed" || to === "received") return;
+    if (to !== "read") messages.inc({ role: "received", medium: mediumName(this.o.medium), outcome: to });
     // A read implies delivery: report both so the broker books the delivery.
     if (to === "read" && !wasDelivered) await this.queueReport(messageId, "delivered");
     await this.queueReport(messageId, to);
@@ -219,6 +221,7 @@ export class Destination {
         return;
       }
       await this.save(record);
+      retries.inc({ kind: "delivery" });
       await this.deliveries.schedule(messageId, now + backoffMs(record.tries, 500));
     }
   }
@@ -264,6 +267,7 @@ export class Destination {
         await this.reports.remove(item);
         return;
       }
+      retries.inc({ kind: "report" });
       this.o.logger.info({ messageId, kind, reason: (err as Error).message }, "report not sent; will retry");
       await this.reports.schedule(item, this.o.clock() + backoffMs(3));
     }

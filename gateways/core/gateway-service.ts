@@ -5,7 +5,9 @@ import { payloadDigest } from "../../common/crypto/fields";
 import type { Keyring } from "../../common/crypto/keys";
 import { Label } from "../../common/crypto/labels";
 import type { TscsAuthority } from "../../common/crypto/tscs";
-import { InvalidArgumentError, PermissionDeniedError } from "../../common/errors";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import { InvalidArgumentError, PermissionDeniedError, toCallError } from "../../common/errors";
+import { refusals } from "../../common/metrics";
 import { transmitAckMac } from "../../common/mesh/ack";
 import { BROKER_AUDIENCE } from "../../common/mesh/broker-client";
 import { InFlight, multiplexed, unary } from "../../common/mesh/multiplex";
@@ -25,7 +27,10 @@ export function createGatewayService(deps: {
   isBroker: (nodeId: string) => boolean;
 }): GatewayServiceServer {
   const { tscs, inFlight } = deps;
-  const refused = (rpc: string) => (err: unknown) => deps.logger.warn({ rpc, reason: (err as Error).message }, "call refused");
+  const refused = (rpc: string) => (err: unknown) => {
+    refusals.inc({ rpc, code: grpcStatus[toCallError(err).code] ?? "UNKNOWN" });
+    deps.logger.warn({ rpc, reason: (err as Error).message }, "call refused");
+  };
 
   const transmit = async (req: TransmitRequest): Promise<TransmitResponse> => {
     const message = req.message;

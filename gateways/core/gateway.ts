@@ -9,6 +9,7 @@ import { InFlight } from "../../common/mesh/multiplex";
 import { NodeAgent } from "../../common/mesh/node-agent";
 import type { MeshIdentity } from "../../common/mesh/peer";
 import { PeerClients } from "../../common/mesh/peers";
+import { HealthMonitor, storeCheck } from "../../common/health-monitor";
 import type { Store } from "../../common/store";
 import type { GatewayConfig } from "./config";
 import { Destination } from "./destination";
@@ -37,6 +38,8 @@ export interface Gateway {
   drain(): Promise<void>;
   /** Stops background work and closes connections (not the store). */
   close(): Promise<void>;
+  /** Keeps the health of this gateway's servers true to its dependencies (store, broker). */
+  readonly monitor: HealthMonitor;
 }
 
 export interface CreateGatewayOptions {
@@ -131,7 +134,9 @@ export function createGateway(opts: CreateGatewayOptions): Gateway {
     },
   });
 
+  const monitor = new HealthMonitor(mesh.health, [storeCheck(store), { name: "broker", check: () => agent.checkBroker() }], logger);
   const gateway: Gateway = {
+    monitor,
     config,
     store,
     logger,
@@ -149,6 +154,7 @@ export function createGateway(opts: CreateGatewayOptions): Gateway {
       origin.queue.start();
       destination.deliveries.start();
       destination.reports.start();
+      monitor.start();
       logger.info({ port, endpoint, medium: medium(), store: store.kind }, "gateway listening");
       return port;
     },
@@ -156,6 +162,7 @@ export function createGateway(opts: CreateGatewayOptions): Gateway {
       await Promise.all([inFlight.idle(), origin.queue.idle(), destination.deliveries.idle(), destination.reports.idle()]);
     },
     async close() {
+      monitor.stop();
       agent.stop();
       await Promise.all([origin.queue.stop(), destination.deliveries.stop(), destination.reports.stop()]);
       broker.close();

@@ -16,6 +16,7 @@ import type { Store } from "../../common/store";
 import { context, trace, SpanStatusCode, type Span } from "@opentelemetry/api";
 import { Attr, SpanKind, startMessageSpan, step, traceparentOf } from "../../common/tracing";
 import { mediumName } from "../../common/addresses";
+import { messages, retries } from "../../common/metrics";
 import { backoffMs } from "./backoff";
 import type { AcceptInput, MediumAdapter, SentMessage } from "./types";
 import { WorkQueue } from "./work-queue";
@@ -116,8 +117,10 @@ export class Originator {
     try {
       const result = await context.with(trace.setSpan(context.active(), root), () => this.acceptInSpan(input, root));
       root.setAttributes({ [Attr.messageId]: result.message.messageId, [Attr.targetMedium]: mediumName(result.message.medium) });
+      messages.inc({ role: "sent", medium: mediumName(this.o.medium), outcome: result.duplicate ? "duplicate" : "accepted" });
       return result;
     } catch (err) {
+      messages.inc({ role: "sent", medium: mediumName(this.o.medium), outcome: "refused" });
       root.recordException(err as Error);
       root.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
       throw err;
@@ -350,6 +353,7 @@ export class Originator {
       return;
     }
     const delay = backoffMs(updated.tries);
+    retries.inc({ kind: "transmit" });
     this.o.logger.info({ messageId: record.messageId, tries: updated.tries, retryInMs: delay, reason }, "transmission failed; will retry");
     await this.queue.schedule(record.messageId, now + delay);
   }

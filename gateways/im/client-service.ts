@@ -10,12 +10,15 @@ import {
   type WatchStatusResponse,
 } from "../../gen/uims/client/v1/client";
 import { Priority } from "../../gen/uims/common/v1/types";
-import { InvalidArgumentError, NotFoundError, toServiceError } from "../../common/errors";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import { InvalidArgumentError, NotFoundError, toCallError, toServiceError } from "../../common/errors";
+import { refusals, streamsOpen } from "../../common/metrics";
 import { InFlight, unary } from "../../common/mesh/multiplex";
 import type { BrokerClient } from "../../common/mesh/broker-client";
 import type { Originator } from "../core/origin";
 import type { ImAdapter } from "./adapter";
 import type { ClientAuthenticator } from "./client-auth";
+import type { ClientRateLimiter } from "./rate-limit";
 import { cursorAfter, type InboxEntry, type Inboxes } from "./inbox";
 import { toMessageStatus, type StatusWatchers } from "./status-watchers";
 
@@ -31,18 +34,23 @@ export interface ClientServiceDeps {
   watchers: StatusWatchers;
   adapter: ImAdapter;
   broker: BrokerClient;
+  rateLimiter: ClientRateLimiter;
   logger: Logger;
   inFlight: InFlight;
 }
 
 /** The public client API (uims.client.v1.ClientService). */
 export function createClientService(d: ClientServiceDeps): ClientServiceServer {
-  const refused = (rpc: string) => (err: unknown) => d.logger.info({ rpc, reason: (err as Error).message }, "client call refused");
+  const refused = (rpc: string) => (err: unknown) => {
+    refusals.inc({ rpc, code: grpcStatus[toCallError(err).code] ?? "UNKNOWN" });
+    d.logger.info({ rpc, reason: (err as Error).message }, "client call refused");
+  };
   const presence = new PresenceReporter(d);
 
   return {
     send: unary(async (req: SendRequest, metadata) => {
       const clientId = await d.auth.authenticate(metadata);
+      d.rateLimiter.take(clientId);
       if (!req.recipient.trim()) throw new InvalidArgumentError("recipient", "must not be empty");
       const payload = req.payload;
       if (!payload) throw new InvalidArgumentError("payload", "is required");
@@ -104,9 +112,17 @@ export function createClientService(d: ClientServiceDeps): ClientServiceServer {
 async function serveWatch(d: ClientServiceDeps, call: grpc.ServerWritableStream<WatchStatusRequest, WatchStatusResponse>): Promise<void> {
   const clientId = await d.auth.authenticate(call.metadata);
   const ids = new Set(call.request.messageIds);
-  const stop = d.watchers.watch(clientId, (status) => {
+  const unwatch = d.watchers.watch(clientId, (status) => {
     if (ids.size === 0 || ids.has(status.messageId)) call.write({ status });
   });
+  streamsOpen.inc({ kind: "watch_status" });
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    unwatch();
+    streamsOpen.dec({ kind: "watch_status" });
+  };
   call.on("cancelled", stop);
   call.on("close", stop);
   for (const id of ids) {
@@ -142,9 +158,11 @@ async function serveInbox(d: ClientServiceDeps, presence: PresenceReporter, call
     chain = chain.then(() => write(entry)).catch((err: unknown) => d.logger.warn({ err, clientId }, "inbox write failed"));
   };
   const unsubscribe = d.inboxes.subscribe(clientId, (entry) => (live ? enqueue(entry) : held.push(entry)));
+  streamsOpen.inc({ kind: "inbox" });
   const end = () => {
     if (closed) return;
     closed = true;
+    streamsOpen.dec({ kind: "inbox" });
     unsubscribe();
     presence.left(clientId);
   };

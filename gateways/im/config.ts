@@ -6,6 +6,9 @@ export interface ImGatewayConfig extends GatewayConfig {
   clientHost: string;
   clientPort: number;
   tokenCacheMs: number;
+  /** Messages per second each client may send through this gateway (0: no limit), and its burst. */
+  sendRatePerSecond: number;
+  sendBurst: number;
 }
 
 export function loadImGatewayConfig(env: Env = process.env): ImGatewayConfig {
@@ -16,6 +19,8 @@ export function loadImGatewayConfig(env: Env = process.env): ImGatewayConfig {
     clientHost: r.string("CLIENT_HOST", { default: "0.0.0.0" }),
     clientPort: r.port("CLIENT_PORT", 50061, { allowZero: true }),
     tokenCacheMs: r.durationMs("TOKEN_CACHE_MS", 30_000, { min: 0, max: 3_600_000 }),
+    sendRatePerSecond: r.int("CLIENT_SEND_RATE", { default: 100, min: 0 }),
+    sendBurst: r.int("CLIENT_SEND_BURST", { default: 200, min: 1 }),
   };
   r.finish();
   return config;

@@ -1,6 +1,9 @@
+// First: the grpc instrumentation must patch grpc-js before any client or server is built.
+import "../../common/telemetry";
 import { ConfigError } from "../../common/config";
 import { runUntilSignal } from "../../common/lifecycle";
 import { createLogger } from "../../common/logger";
+import { processClosers } from "../../common/process";
 import { createStore } from "../../common/store";
 import { loadImGatewayConfig } from "./config";
 import { createImGateway } from "./server";
@@ -11,10 +14,17 @@ async function main(): Promise<void> {
   const store = createStore({ ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}), onError: (err: Error) => logger.warn({ err }, "store error") });
   const im = createImGateway(config, store, logger);
   await im.start();
+  const closers = await processClosers(config.metricsPort, logger);
   // Two servers: the client API stops taking calls together with the mesh side.
   await runUntilSignal({
     logger,
-    health: { setAll: (s) => (im.gateway.mesh.health.setAll(s), im.client.health.setAll(s)) },
+    health: {
+      setAll: (s) => {
+        im.gateway.monitor.stop();
+        im.gateway.mesh.health.setAll(s);
+        im.client.health.setAll(s);
+      },
+    },
     server: {
       tryShutdown: (cb) => {
         let pending = 2;
@@ -34,7 +44,7 @@ async function main(): Promise<void> {
       await im.clientInFlight.idle();
       await im.gateway.drain();
     },
-    closers: [() => im.gateway.close(), () => store.close()],
+    closers: [() => im.gateway.close(), () => store.close(), ...closers],
   });
 }
 

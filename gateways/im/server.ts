@@ -6,6 +6,7 @@ import type { Store } from "../../common/store";
 import { createGateway, type Gateway } from "../core/gateway";
 import { ImAdapter } from "./adapter";
 import { ClientAuthenticator } from "./client-auth";
+import { ClientRateLimiter } from "./rate-limit";
 import { createClientService } from "./client-service";
 import type { ImGatewayConfig } from "./config";
 import { Inboxes } from "./inbox";
@@ -33,6 +34,7 @@ export function createImGateway(config: ImGatewayConfig, store: Store, logger: L
   });
   const clientInFlight = new InFlight();
   const client = createGrpcServer({ maxMessageBytes: config.maxPayloadBytes + 64 * 1024, services: [ClientServiceService] });
+  gateway.monitor.alsoFor(client.health);
   client.server.addService(
     ClientServiceService,
     createClientService({
@@ -43,6 +45,7 @@ export function createImGateway(config: ImGatewayConfig, store: Store, logger: L
       watchers,
       adapter: adapter!,
       broker: gateway.broker,
+      rateLimiter: new ClientRateLimiter(config.sendRatePerSecond, config.sendBurst, clock),
       logger,
       inFlight: clientInFlight,
     }),

@@ -66,6 +66,6 @@ export const SERVICE_IMPLEMENTATIONS: readonly ServiceImplementationCase[] = [
     name: "im gateway",
     definition: ClientServiceService,
     create: () =>
-      createClientService({ nodeId: "gw", auth: unused(), origin: unused(), inboxes: unused(), watchers: unused(), adapter: unused(), broker: unused(), logger, inFlight: new InFlight() }),
+      createClientService({ nodeId: "gw", auth: unused(), origin: unused(), inboxes: unused(), watchers: unused(), adapter: unused(), broker: unused(), rateLimiter: unused(), logger, inFlight: new InFlight() }),
   },
 ];
