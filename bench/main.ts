@@ -1,0 +1,179 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join, resolve } from "node:path";
+import { Command } from "commander";
+import { NatsBaseline, type BaselineResult } from "./baseline";
+import { MeshLoad, type RunResult } from "./load";
+import { startBenchMesh } from "./mesh";
+import { delta, sampleProcess } from "./proc";
+
+/**
+ * `make bench`: the mesh's end-to-end rate and latency, and the broker's cost per message across
+ * payload sizes, side by side with a store-and-forward baseline, in one run.
+ */
+
+interface SweepRow {
+  size: number;
+  mesh: { messages: number; rate: number; brokerCpuMsPerMessage: number; brokerBytesPerMessage: number };
+  baseline?: BaselineResult;
+}
+
+interface Options {
+  quick: boolean;
+  seconds: number;
+  out: string;
+  sizes: number[];
+  baseline: boolean;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const DEFAULT_SIZES = [256, 4 * KiB, 64 * KiB, MiB, 4 * MiB];
+
+function concurrencyFor(size: number): number {
+  if (size <= 4 * KiB) return 64;
+  if (size <= 64 * KiB) return 32;
+  if (size <= MiB) return 8;
+  return 4;
+}
+
+function progress(text: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text}`);
+  else process.stderr.write(`${text}\n`);
+}
+
+function human(size: number): string {
+  return size >= MiB ? `${size / MiB} MiB` : size >= KiB ? `${size / KiB} KiB` : `${size} B`;
+}
+
+function spread(values: number[]): number {
+  const min = Math.min(...values);
+  return min > 0 ? (Math.max(...values) - min) / min : NaN;
+}
+
+export async function runBenchmark(o: Options): Promise<Record<string, unknown>> {
+  const ms = o.seconds * 1000;
+  progress("starting the mesh (broker, two im gateways, Redis) ...");
+  const bench = await startBenchMesh({ senders: 8, receivers: 8 });
+  const load = new MeshLoad(bench.target);
+  let baseline: NatsBaseline | undefined;
+  try {
+    await load.open();
+    progress("warming up ...");
+    await load.closedLoop({ concurrency: 32, durationMs: o.quick ? 300 : 2_000, size: 256 });
+
+    let peak: RunResult | undefined;
+    let peakConcurrency = 0;
+    for (const concurrency of o.quick ? [16] : [64, 128, 256]) {
+      progress(`peak rate, 256 B, ${concurrency} in flight ...`);
+      const run = await load.closedLoop({ concurrency, durationMs: ms, size: 256 });
+      if (!peak || run.rate > peak.rate) {
+        peak = run;
+        peakConcurrency = concurrency;
+      }
+    }
+    const halfRate = Math.max(1, Math.floor(peak!.rate / 2));
+    progress(`latency at half the peak (${halfRate} msgs/s, open loop) ...`);
+    const latency = await load.openLoop({ rate: halfRate, durationMs: ms, size: 256 });
+
+    if (o.baseline && NatsBaseline.available()) {
+      baseline = new NatsBaseline();
+      await baseline.start();
+    }
+    const sweep: SweepRow[] = [];
+    for (const size of o.sizes) {
+      const concurrency = concurrencyFor(size);
+      const maxMessages = o.quick ? 20 : undefined;
+      progress(`payload sweep: ${human(size)} through the mesh ...`);
+      const before = sampleProcess(bench.brokerPid);
+      const run = await load.closedLoop({ concurrency, durationMs: ms, size, ...(maxMessages ? { maxMessages } : {}) });
+      // Reports and notices trail the arrivals; let the broker finish before reading its counters.
+      await new Promise((r) => setTimeout(r, 300));
+      const used = delta(before, sampleProcess(bench.brokerPid));
+      const row: SweepRow = {
+        size,
+        mesh: { messages: run.arrived, rate: run.rate, brokerCpuMsPerMessage: used.cpuMs / Math.max(1, run.arrived), brokerBytesPerMessage: used.readBytes / Math.max(1, run.arrived) },
+      };
+      if (baseline) {
+        progress(`payload sweep: ${human(size)} through NATS ...`);
+        row.baseline = await baseline.run(size, { concurrency: 64, durationMs: ms, ...(maxMessages ? { maxMessages } : {}) });
+      }
+      sweep.push(row);
+    }
+    progress("");
+    const crossover = sweep.find((row, i) => row.baseline && sweep.slice(i).every((r) => r.baseline && r.mesh.rate > r.baseline.rate));
+    return {
+      machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? "", memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, platform: process.platform },
+      when: new Date().toISOString(),
+      options: o,
+      peak: { concurrency: peakConcurrency, ...peak! },
+      latencyAtHalfPeak: { ...latency, targetRate: halfRate },
+      sweep,
+      brokerCostSpread: { cpu: spread(sweep.map((r) => r.mesh.brokerCpuMsPerMessage)), bytes: spread(sweep.map((r) => r.mesh.brokerBytesPerMessage)) },
+      meshBeatsBaselineFrom: crossover?.size ?? null,
+    };
+  } finally {
+    load.close();
+    await baseline?.stop();
+    await bench.stop();
+  }
+}
+
+function printReport(r: Record<string, unknown>): void {
+  const peak = r.peak as RunResult & { concurrency: number };
+  const lat = r.latencyAtHalfPeak as RunResult & { targetRate: number };
+  const sweep = r.sweep as SweepRow[];
+  const spreadR = r.brokerCostSpread as { cpu: number; bytes: number };
+  const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : "-");
+  const lines = [
+    "",
+    `peak, 256 B end to end:        ${f(peak.rate, 0)} msgs/s (${peak.concurrency} in flight, ${peak.arrived} messages, ${peak.failed} failed)`,
+    `latency at ${lat.targetRate} msgs/s (open loop): p50 ${f(lat.latency.p50, 2)} ms  p95 ${f(lat.latency.p95, 2)} ms  p99 ${f(lat.latency.p99, 2)} ms  max ${f(lat.latency.max, 2)} ms`,
+    "",
+    "payload   | mesh msgs/s | broker CPU/msg | broker bytes/msg | NATS msgs/s | NATS CPU/msg | NATS bytes/msg",
+    "----------|-------------|----------------|------------------|-------------|--------------|---------------",
+    ...sweep.map(
+      (row) =>
+        `${human(row.size).padEnd(9)} | ${f(row.mesh.rate, 0).padStart(11)} | ${f(row.mesh.brokerCpuMsPerMessage, 3).padStart(11)} ms | ${f(row.mesh.brokerBytesPerMessage, 0).padStart(16)} | ${
+          row.baseline ? f(row.baseline.rate, 0).padStart(11) : "-".padStart(11)
+        } | ${row.baseline ? `${f(row.baseline.brokerCpuMsPerMessage, 3).padStart(9)} ms` : "-".padStart(12)} | ${row.baseline ? f(row.baseline.brokerBytesPerMessage, 0).padStart(14) : "-".padStart(14)}`,
+    ),
+    "",
+    `broker cost spread 256 B to ${human(sweep[sweep.length - 1]?.size ?? 0)}: CPU ${f(spreadR.cpu * 100)} %, bytes ${f(spreadR.bytes * 100)} %`,
+    `mesh beats the baseline end to end from: ${r.meshBeatsBaselineFrom === null ? "no size measured" : human(r.meshBeatsBaselineFrom as number)}`,
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+if (require.main === module) {
+  const program = new Command()
+    .name("uims-bench")
+    .description("Measure the mesh end to end and against a store-and-forward baseline")
+    .option("--quick", "a tiny load: checks that the benchmark runs, measures nothing meaningful", false)
+    .option("--seconds <n>", "seconds per measurement", "5")
+    .option("--sizes <list>", "payload sizes in bytes, comma separated", DEFAULT_SIZES.join(","))
+    .option("--no-baseline", "skip the NATS baseline")
+    .option("--out <dir>", "where the JSON result goes", join(resolve(__dirname, "..", ".."), "bench", "results"))
+    .parse();
+  const opts = program.opts<{ quick: boolean; seconds: string; sizes: string; baseline: boolean; out: string }>();
+  const options: Options = {
+    quick: opts.quick,
+    seconds: opts.quick ? 1 : Number(opts.seconds),
+    sizes: opts.sizes.split(",").map(Number),
+    baseline: opts.baseline,
+    out: opts.out,
+  };
+  runBenchmark(options)
+    .then((result) => {
+      printReport(result);
+      mkdirSync(options.out, { recursive: true });
+      const file = join(options.out, `bench-${(result.when as string).replace(/[:.]/g, "-")}.json`);
+      writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+      process.stdout.write(`results: ${file}\n`);
+      process.exit(0);
+    })
+    .catch((err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    });
+}
