@@ -21,6 +21,7 @@ async function main(): Promise<void> {
     server: broker.server,
     graceMs: config.shutdownGraceMs,
     onDrain: () => broker.inFlight.idle(),
+    cutIdleStreamsAfterDrain: true,
     closers: [async () => broker.stopBackground(), () => store.close(), ...closers],
   });
 }

@@ -34,7 +34,7 @@ export const green = (t: string): string => paint("green", t);
 export const yellow = (t: string): string => paint("yellow", t);
 export const cyan = (t: string): string => paint("cyan", t);
 
-// eslint-disable-next-line no-control-regex
+// SGR escape sequences, as styleText writes them.
 const ANSI = /\u001b\[[0-9;]*m/g;
 
 /** Width on a terminal: escape sequences take no room. */

@@ -10,7 +10,7 @@ import { generateMeshSecrets, type MeshSecrets } from "../common/crypto/secrets"
  * processes. Each process logs JSON to its own file under `logDir`.
  */
 
-export type ComponentKind = "broker" | "im";
+export type ComponentKind = "broker" | "im" | "processor" | "email" | "sms";
 
 export interface ComponentSpec {
   nodeId: string;
@@ -58,7 +58,7 @@ function findRoot(start: string): string {
 const DIST = join(findRoot(__dirname), "dist");
 
 export function entryPoint(kind: ComponentKind): string {
-  const file = kind === "broker" ? join(DIST, "broker", "main.js") : join(DIST, "gateways", kind, "main.js");
+  const file = kind === "broker" || kind === "processor" ? join(DIST, kind, "main.js") : join(DIST, "gateways", kind, "main.js");
   if (!existsSync(file)) throw new Error(`${file} is missing: run \`make build\` first`);
   return file;
 }
@@ -123,7 +123,10 @@ export class LocalMesh {
     }
     const logFile = join(this.opts.logDir, `${spec.nodeId}.log`);
     const log = createWriteStream(logFile, { flags: "a" });
-    const child = spawn(process.execPath, [entryPoint(spec.kind)], { env, stdio: ["ignore", "pipe", "pipe"], detached: this.opts.detached ?? false });
+    // UIMS_NODE_ARGS adds node flags to every process, e.g. "--cpu-prof" for profiling (not
+    // allowed in NODE_OPTIONS).
+    const nodeArgs = (process.env.UIMS_NODE_ARGS ?? "").split(" ").filter(Boolean);
+    const child = spawn(process.execPath, [...nodeArgs, entryPoint(spec.kind)], { env, stdio: ["ignore", "pipe", "pipe"], detached: this.opts.detached ?? false });
     const running: RunningComponent = {
       spec,
       endpoint: `127.0.0.1:${port}`,
@@ -155,7 +158,8 @@ export class LocalMesh {
 }
 
 function waitForListening(child: ChildProcess, log: WriteStream, spec: ComponentSpec, timeoutMs: number): Promise<void> {
-  const ready = spec.kind === "broker" ? "broker listening" : "client API listening";
+  const ready =
+    spec.kind === "broker" ? "broker listening" : spec.kind === "processor" ? "processor listening" : spec.kind === "email" ? "smtp listening" : spec.kind === "sms" ? "sms listening" : "client API listening";
   return new Promise((ok, fail) => {
     let buffered = "";
     let done = false;

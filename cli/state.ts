@@ -138,6 +138,8 @@ export interface ClientTarget {
   /** Known when resolved through --as. */
   clientId?: string;
   gatewayNodeId?: string;
+  /** The `uims up` process that owns the endpoint, when resolved through mesh.json. */
+  ownerPid?: number;
 }
 
 export interface ClientOptions {
@@ -155,6 +157,7 @@ export function resolveClient(opts: ClientOptions, dir: string, env: Env = proce
   let token = opts.token;
   let clientId: string | undefined;
   let gatewayNodeId: string | undefined;
+  let ownerPid: number | undefined;
   if (opts.as !== undefined && (endpoint === undefined || token === undefined)) {
     const state = requireRunning(dir, readState(dir), `--as ${opts.as}`);
     const client = state.clients[opts.as];
@@ -168,6 +171,7 @@ export function resolveClient(opts: ClientOptions, dir: string, env: Env = proce
     token ??= client.token;
     clientId = opts.as;
     gatewayNodeId = client.gateway;
+    if (opts.gateway === undefined) ownerPid = state.pid;
   } else if (opts.as !== undefined) {
     clientId = opts.as;
   }
@@ -181,6 +185,7 @@ export function resolveClient(opts: ClientOptions, dir: string, env: Env = proce
     token,
     ...(clientId !== undefined ? { clientId } : {}),
     ...(gatewayNodeId !== undefined ? { gatewayNodeId } : {}),
+    ...(ownerPid !== undefined ? { ownerPid } : {}),
   };
 }
 

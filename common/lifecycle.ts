@@ -13,6 +13,11 @@ export interface ShutdownOptions {
   graceMs: number;
   /** Finishes in-flight work that is not a server call (queues, outbound transmissions). */
   onDrain?: () => Promise<void>;
+  /**
+   * `onDrain` covers every request in progress, streamed ones included: once it resolves, open
+   * streams are idle and are cut instead of holding the shutdown for the whole grace time.
+   */
+  cutIdleStreamsAfterDrain?: boolean;
   /** Run in order once calls are done: e.g. close the store, then flush telemetry. */
   closers?: Array<() => Promise<void>>;
   closerTimeoutMs?: number;
@@ -76,6 +81,12 @@ export async function gracefulShutdown(opts: ShutdownOptions): Promise<ShutdownR
     const outcome = await Promise.race([drain, graceOver]);
     if (outcome !== "done") drained = false;
     if (outcome === "grace-over") logger.warn({ graceMs: opts.graceMs }, "in-flight work outlived the grace time");
+    else if (opts.cutIdleStreamsAfterDrain) {
+      // Every request is answered; what still holds the server open are idle long-lived streams
+      // (peers' multiplexed streams, inbox streams) whose clients reconnect elsewhere.
+      const stopped = await Promise.race([serverStopped.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 200))]);
+      if (!stopped) opts.server.forceShutdown();
+    }
   })();
 
   await Promise.all([serverDone, drainDone]);

@@ -4,7 +4,7 @@ import { errorCode } from "../../common/mesh/peer";
 import { connectClient, waitForReady, type Context } from "../connect";
 import { CliError, describeError } from "../errors";
 import { bold, bytes, dim, formatTime, mediumLabel, yellow } from "../format";
-import { resolveClient, type ClientOptions } from "../state";
+import { processAlive, resolveClient, type ClientOptions } from "../state";
 
 export interface InboxOptions extends ClientOptions {
   fromStart?: boolean;
@@ -24,6 +24,8 @@ const PERMANENT = new Set<number>([
 
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 5_000;
+// Per connection attempt, so that a gateway that stays away shows as repeated attempts.
+const CONNECT_WAIT_MS = 2_000;
 
 /** Exponential backoff with jitter, so that many clients of a restarted gateway do not return in step. */
 export function backoffMs(attempt: number, random: () => number = Math.random): number {
@@ -43,7 +45,7 @@ export function formatInboxMessage(r: InboxResponse, now?: number): string {
   const p = m.payload;
   if (p?.subject) lines.push(`  ${dim("subject:")} ${p.subject}`);
   if (p) {
-    if (isText(p.contentType)) for (const line of p.body.toString("utf8").split("\n")) lines.push(`  ${line}`);
+    if (isText(p.contentType)) for (const line of p.body.toString("utf8").replace(/\r?\n$/, "").split("\n")) lines.push(`  ${line}`);
     else lines.push(`  ${dim(`(${p.contentType}, ${bytes(p.body.length)})`)}`);
     if (p.attachments.length > 0) {
       const list = p.attachments.map((a) => `${a.filename || "(unnamed)"} ${dim(`${a.contentType}, ${bytes(a.data.length)}`)}`).join("; ");
@@ -89,7 +91,7 @@ export async function inbox(opts: InboxOptions, ctx: Context): Promise<void> {
     while (!stopped) {
       let failure: unknown;
       try {
-        await waitForReady(conn.client, Math.min(ctx.timeoutMs, BACKOFF_MAX_MS));
+        await waitForReady(conn.client, Math.min(ctx.timeoutMs, CONNECT_WAIT_MS));
       } catch (err) {
         failure = err;
       }
@@ -119,6 +121,8 @@ export async function inbox(opts: InboxOptions, ctx: Context): Promise<void> {
       }
       if (stopped) break;
       if (errorCode(failure) !== undefined && PERMANENT.has(errorCode(failure)!)) throw failure;
+      // A restarted local mesh listens on new ports with new tokens: nothing to resume here.
+      if (target.ownerPid !== undefined && !processAlive(target.ownerPid)) throw new CliError("the local mesh has stopped", "start it again with `make run`, then run this command again");
       const wait = backoffMs(attempt++);
       const reason = describeError(failure).message.split("\n")[0];
       process.stderr.write(yellow(`reconnecting… in ${(wait / 1000).toFixed(1)} s (${reason})\n`));

@@ -2,6 +2,7 @@ import type { ContactAddress, Profile } from "../../gen/uims/admin/v1/admin";
 import { Medium } from "../../gen/uims/common/v1/types";
 import { addressProblem, CLIENT_ID_PATTERN, formatAddress, mediumName } from "../../common/addresses";
 import { connectAdmin, type Context } from "../connect";
+import { introduce } from "../introduce";
 import { CliError } from "../errors";
 import { bold, dim, formatTime, green, keyValues, mediaList, table, yellow } from "../format";
 import { formatQuietHours, parseMediaList, parseQuietHours } from "../parse";
@@ -102,11 +103,12 @@ function rememberToken(ctx: Context, brokerEndpoint: string, clientId: string, t
   return home;
 }
 
-function printToken(ctx: Context, brokerEndpoint: string, clientId: string, token: string): void {
+function printToken(ctx: Context, brokerEndpoint: string, clientId: string, token: string): string | undefined {
   process.stdout.write(`${keyValues([["token", token]])}\n`);
   const home = rememberToken(ctx, brokerEndpoint, clientId, token);
   if (home) process.stdout.write(dim(`stored in ${statePath(ctx.stateDir)}: use --as ${clientId} (connects to ${home})\n`));
   else process.stdout.write(yellow("shown only now: store it safely (the mesh keeps only its hash)\n"));
+  return home;
 }
 
 export async function addProfile(clientId: string, opts: AddProfileOptions, ctx: Context): Promise<void> {
@@ -115,7 +117,9 @@ export async function addProfile(clientId: string, opts: AddProfileOptions, ctx:
   try {
     const res = await admin.call((c) => c.createProfile, { profile });
     process.stdout.write(`${green("created")}\n${formatProfile(res.profile ?? profile)}\n`);
-    printToken(ctx, admin.endpoint, clientId, res.clientToken);
+    const home = printToken(ctx, admin.endpoint, clientId, res.clientToken);
+    const endpoint = home ? readState(ctx.stateDir)?.gateways[home]?.clientEndpoint : undefined;
+    if (home && endpoint && profile.addresses.some((a) => a.medium === Medium.MEDIUM_IM)) await introduce(admin, ctx, clientId, endpoint, res.clientToken, home);
   } finally {
     admin.close();
   }

@@ -1,7 +1,6 @@
 import { readFileSync, statSync } from "node:fs";
 import { basename } from "node:path";
-import type { Attachment } from "../../gen/uims/common/v1/types";
-import { Priority } from "../../gen/uims/common/v1/types";
+import { Priority, type Attachment } from "../../gen/uims/common/v1/types";
 import { parseRecipient } from "../../common/addresses";
 import { connectClient, type Context } from "../connect";
 import { CliError } from "../errors";
@@ -47,7 +46,8 @@ export async function send(textArg: string, opts: SendOptions, ctx: Context): Pr
   if (opts.ttl !== undefined && ttlMs < 1000) throw new CliError("--ttl must be at least 1s");
   const priority = opts.priority !== undefined ? parsePriority(opts.priority) : Priority.PRIORITY_UNSPECIFIED;
   const attachments = (opts.file ?? []).map(readAttachment);
-  const text = textArg === "-" ? await readStdin() : textArg;
+  // `echo hi | uims send ... -` ends with a newline that is not part of the message.
+  const text = textArg === "-" ? (await readStdin()).replace(/\r?\n$/, "") : textArg;
   const target = resolveClient(opts, ctx.stateDir);
 
   const conn = connectClient(target, ctx);

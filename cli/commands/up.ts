@@ -1,16 +1,16 @@
 import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { basename, join, relative, resolve, sep } from "node:path";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import type { Profile } from "../../gen/uims/admin/v1/admin";
+import type { AdminServiceClient, Profile } from "../../gen/uims/admin/v1/admin";
 import { Medium } from "../../gen/uims/common/v1/types";
 import { errorCode } from "../../common/mesh/peer";
 import { LocalMesh, entryPoint, type ComponentKind, type RunningComponent } from "../local-mesh";
 import { connectAdmin, type Connection, type Context } from "../connect";
+import { introduce } from "../introduce";
 import { CliError, describeError } from "../errors";
 import { bold, cyan, dim, green, red, table, yellow } from "../format";
 import { parseCount } from "../parse";
 import { processAlive, readState, removeState, statePath, writeState, type MeshState, type NodeEntry } from "../state";
-import type { AdminServiceClient } from "../../gen/uims/admin/v1/admin";
 
 export interface UpOptions {
   redis?: string;
@@ -28,6 +28,7 @@ interface MeshShape {
 const COMPONENTS: ReadonlyArray<{ kind: ComponentKind; role: string; nodeIds: (shape: MeshShape) => string[] }> = [
   { kind: "broker", role: "broker", nodeIds: () => ["broker-0"] },
   { kind: "im", role: "im gateway", nodeIds: (s) => numbered("gw-im", s.im) },
+  { kind: "processor", role: "processor", nodeIds: () => ["proc-1"] },
 ];
 
 function numbered(prefix: string, count: number): string[] {
@@ -114,7 +115,8 @@ function invocation(stateDir: string): string[] {
 
 function componentRows(mesh: LocalMesh, roles: Map<string, string>): string[][] {
   return [...mesh.components.values()].map((c) => {
-    const endpoints = c.clientEndpoint ? `client ${c.clientEndpoint}, mesh ${c.endpoint}` : `mesh+admin ${c.endpoint}`;
+    const meshSide = c.spec.kind === "broker" ? `mesh+admin ${c.endpoint}` : `mesh ${c.endpoint}`;
+    const endpoints = c.clientEndpoint ? `client ${c.clientEndpoint}, ${meshSide}` : meshSide;
     return [c.spec.nodeId, roles.get(c.spec.nodeId) ?? c.spec.kind, endpoints, String(c.process.pid ?? "-"), shown(c.logFile)];
   });
 }
@@ -223,26 +225,27 @@ export async function up(opts: UpOptions, ctx: Context): Promise<number> {
     if (stopping) return finished;
 
     admin = connectAdmin({ endpoint: mesh.broker.endpoint, token: mesh.secrets.UIMS_ADMIN_TOKEN }, ctx);
-    await waitForRegistry(
-      admin,
-      specs.filter((s) => s.kind !== "broker").map((s) => s.nodeId),
-    );
+    await waitForRegistry(admin, specs.filter((s) => s.kind !== "broker").map((s) => s.nodeId));
     const state = meshState(mesh, redisUrl !== undefined, logDir);
     const imGateways = specs.filter((s) => s.kind === "im").map((s) => s.nodeId);
     for (const demo of DEMO_CLIENTS) {
       if (stopping) return finished;
       const token = await ensureProfile(admin, fullProfile(demo.profile));
-      state.clients[demo.profile.clientId] = { token, gateway: imGateways.includes(demo.home) ? demo.home : imGateways[0]! };
+      const home = imGateways.includes(demo.home) ? demo.home : imGateways[0]!;
+      state.clients[demo.profile.clientId] = { token, gateway: home };
+      await introduce(admin, ctx, demo.profile.clientId, mesh.components.get(home)!.clientEndpoint!, token, home);
     }
     if (stopping) return finished;
     writeState(stateDir, state);
     printReady(mesh, roles, state, stateDir);
   } catch (err) {
     if (!stopping) {
-      const { message, hint } = describeError(err);
-      // A start failure carries the tail of the log; the file has all of it.
+      const { message, hint, expected } = describeError(err);
+      // A server that fails to start is expected here, not a bug: no stack trace. Its message
+      // carries the tail of the log; the file has all of it.
+      const text = !expected && err instanceof Error ? err.message : message;
       process.stdout.write("\n");
-      process.stderr.write(`${red("uims: error:")} ${message.split("\n")[0]}\n`);
+      process.stderr.write(`${red("uims: error:")} ${text.split("\n")[0]}\n`);
       if (hint) process.stderr.write(`${dim(hint)}\n`);
       process.stderr.write(`${dim(`logs: ${shown(logDir)}${sep}`)}\n`);
       await stop(1, "start failed");

@@ -327,7 +327,7 @@ export class Originator {
 
   private async onFailure(record: OutboxRecord, err: unknown): Promise<void> {
     const code = errorCode(err);
-    const reason = (err as Error).message;
+    const reason = (err as { details?: string }).details || (err as Error).message;
     const now = this.o.clock();
     if (!record.release) {
       if (code !== undefined && PERMANENT_CODES.has(code)) {
@@ -335,8 +335,9 @@ export class Originator {
         return;
       }
     } else if (code !== undefined && PERMANENT_CODES.has(code) && code !== grpc.status.RESOURCE_EXHAUSTED) {
-      this.o.logger.warn({ messageId: record.messageId, reason }, "destination refused the message");
-      await this.giveUp(record, FailureKind.FAILURE_KIND_PERMANENT, `destination refused the message: ${reason}`);
+      const refuser = Release.decode(Buffer.from(record.release, "base64")).meta?.processorId ? "processor" : "destination";
+      this.o.logger.warn({ messageId: record.messageId, reason }, `${refuser} refused the message`);
+      await this.giveUp(record, FailureKind.FAILURE_KIND_PERMANENT, `refused by the ${refuser}: ${reason}`);
       return;
     }
     const attempt = record.attempt;

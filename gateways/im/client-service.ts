@@ -86,7 +86,10 @@ export function createClientService(d: ClientServiceDeps): ClientServiceServer {
       const clientId = await d.auth.authenticate(metadata);
       if (!req.messageId) throw new InvalidArgumentError("message_id", "must not be empty");
       if (req.kind !== AckKind.ACK_KIND_DELIVERED && req.kind !== AckKind.ACK_KIND_READ) throw new InvalidArgumentError("kind", "must be DELIVERED or READ");
-      if (!(await d.inboxes.holds(clientId, req.messageId))) throw new NotFoundError(`message "${req.messageId}" is not in your inbox`);
+      const cursor = await d.inboxes.cursorOf(clientId, req.messageId);
+      if (cursor === null) throw new NotFoundError(`message "${req.messageId}" is not in your inbox`);
+      // Acknowledged (or read) means delivered: a reconnect without a cursor resumes after it.
+      await d.inboxes.advance(clientId, cursor);
       if (req.kind === AckKind.ACK_KIND_READ) await d.adapter.read(req.messageId);
       else await d.adapter.delivered(req.messageId);
       return {};

@@ -61,9 +61,10 @@ export class Inboxes {
     return cursor;
   }
 
-  /** Whether this message was delivered into this client's inbox (for acknowledgements). */
-  async holds(clientId: string, messageId: string): Promise<boolean> {
-    return (await this.store.get(`inbox-msg:${clientId}:${messageId}`)) !== null;
+  /** The message's cursor in this client's inbox, or null when it was never delivered there. */
+  async cursorOf(clientId: string, messageId: string): Promise<string | null> {
+    const cursor = await this.store.get(`inbox-msg:${clientId}:${messageId}`);
+    return cursor === null || cursor === "pending" ? null : cursor;
   }
 
   async read(clientId: string, afterCursor: string, count: number): Promise<InboxEntry[]> {

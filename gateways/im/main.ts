@@ -40,6 +40,7 @@ async function main(): Promise<void> {
       },
     },
     graceMs: config.shutdownGraceMs,
+    cutIdleStreamsAfterDrain: true,
     onDrain: async () => {
       await im.clientInFlight.idle();
       await im.gateway.drain();

@@ -4,6 +4,8 @@ import { AdminServiceService } from "../../gen/uims/admin/v1/admin";
 import { BrokerServiceService } from "../../gen/uims/broker/v1/broker";
 import { ClientServiceService } from "../../gen/uims/client/v1/client";
 import { GatewayServiceService } from "../../gen/uims/gateway/v1/gateway";
+import { ProcessorServiceService } from "../../gen/uims/processor/v1/processor";
+import { createProcessorService } from "../../processor/service";
 import { createAdminService } from "../../broker/admin-service";
 import { createBrokerService } from "../../broker/service";
 import { randomKeyring } from "../../common/crypto/keys";
@@ -61,6 +63,24 @@ export const SERVICE_IMPLEMENTATIONS: readonly ServiceImplementationCase[] = [
     definition: GatewayServiceService,
     create: () =>
       createGatewayService({ nodeId: "gw", k1: randomKeyring("k"), tscs: unused(), origin: unused(), destination: unused(), logger, inFlight: new InFlight(), isBroker: () => true }),
+  },
+  {
+    name: "processor",
+    definition: ProcessorServiceService,
+    create: () =>
+      createProcessorService({
+        nodeId: "proc",
+        k1: randomKeyring("k"),
+        tscs: unused(),
+        verifyKeys: new Map(),
+        peers: unused(),
+        conversions: unused(),
+        logger,
+        inFlight: new InFlight(),
+        clock: Date.now,
+        maxPayloadBytes: 1024,
+        forwardTimeoutMs: 1000,
+      }),
   },
   {
     name: "im gateway",

@@ -78,7 +78,7 @@ describe("operations across processes", () => {
     const logs = [...e.mesh.components.values()].map((c) => readFileSync(c.logFile, "utf8")).join("\n");
     expect(logs.length).toBeGreaterThan(0);
     const secrets = [
-      ...Object.values(e.mesh.secrets).map((v) => v.split(",").map((entry) => entry.slice(entry.indexOf(":") + 1))).flat(),
+      ...(Object.values(e.mesh.secrets) as string[]).flatMap((v) => v.split(",").map((entry: string) => entry.slice(entry.indexOf(":") + 1))),
       tokens.alice!,
       tokens.bob!,
     ];
