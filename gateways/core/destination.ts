@@ -27,7 +27,8 @@ type InboundState = "received" | "handed" | "delivered" | "read" | "failed";
 interface InboundRecord {
   messageId: string;
   release: string;
-  payload?: string;
+  /** The payload lives under its own key (PAYLOAD) until delivery, so that state changes never move content. */
+  hasPayload: boolean;
   convertedBy: string;
   segments: number;
   state: InboundState;
@@ -55,8 +56,12 @@ export interface DestinationOptions {
 }
 
 const KEY = (id: string) => `in:${id}`;
+const PAYLOAD = (id: string) => `in-payload:${id}`;
+/** Payloads just received, kept in memory for their immediate delivery (saves a store read). */
+const FRESH_LIMIT = 10_000;
 
 export class Destination {
+  private readonly fresh = new Map<string, Payload>();
   readonly deliveries: WorkQueue;
   readonly reports: WorkQueue;
 
@@ -105,7 +110,7 @@ export class Destination {
     const record: InboundRecord = {
       messageId: meta.messageId,
       release: Buffer.from(Release.encode(release).finish()).toString("base64"),
-      payload: Buffer.from(Payload.encode(payload).finish()).toString("base64"),
+      hasPayload: true,
       convertedBy: message.convertedBy,
       segments: message.segments,
       state: "received",
@@ -114,6 +119,9 @@ export class Destination {
       deliveredBytes: payload.body.length,
       expiresAtUnixMs: meta.expiresAtUnixMs,
     };
+    // The payload first: a record never names content that is not stored. A repeated
+    // transmission writes the same bytes again (the digest above pins them).
+    await this.o.store.set(PAYLOAD(meta.messageId), Buffer.from(Payload.encode(payload).finish()).toString("base64"), this.ttl(record));
     // Idempotent by message id: a re-sent transmission is acknowledged and not delivered twice.
     if (!(await this.o.store.setIfAbsent(KEY(meta.messageId), JSON.stringify(record), this.ttl(record)))) {
       const existing = await this.load(meta.messageId);
@@ -125,6 +133,7 @@ export class Destination {
       }
     }
     await this.deliveries.schedule(meta.messageId, this.o.clock() + 15_000);
+    if (this.fresh.size < FRESH_LIMIT) this.fresh.set(meta.messageId, payload);
     void this.deliveries.runNow(meta.messageId);
     return true;
   }
@@ -151,11 +160,17 @@ export class Destination {
   async get(messageId: string): Promise<{ message: InboundMessage; state: InboundState } | null> {
     const record = await this.load(messageId);
     if (!record) return null;
+    return { message: await this.inbound(record), state: record.state };
+  }
+
+  private async inbound(record: InboundRecord): Promise<InboundMessage> {
     const release = Release.decode(Buffer.from(record.release, "base64"));
-    return {
-      message: { messageId, meta: release.meta!, payload: record.payload ? Payload.decode(Buffer.from(record.payload, "base64")) : Payload.fromPartial({}), segments: record.segments },
-      state: record.state,
-    };
+    let payload = this.fresh.get(record.messageId);
+    if (!payload && record.hasPayload) {
+      const stored = await this.o.store.get(PAYLOAD(record.messageId));
+      if (stored !== null) payload = Payload.decode(Buffer.from(stored, "base64"));
+    }
+    return { messageId: record.messageId, meta: release.meta!, payload: payload ?? Payload.fromPartial({}), segments: record.segments };
   }
 
   /**
@@ -172,11 +187,15 @@ export class Destination {
       wasDelivered = record.state === "delivered";
       record.state = to;
       change?.(record);
-      if (to !== "received") delete record.payload;
+      if (to !== "received") record.hasPayload = false;
       if (await this.o.store.compareAndSet(KEY(messageId), raw, JSON.stringify(record), this.ttl(record))) break;
       if (round > 16) throw new Error(`message ${messageId} is too contended`);
     }
     await this.deliveries.remove(messageId);
+    if (to !== "received") {
+      this.fresh.delete(messageId);
+      await this.o.store.del(PAYLOAD(messageId));
+    }
     if (to === "handed" || to === "received") return;
     if (to !== "read") messages.inc({ role: "received", medium: mediumName(this.o.medium), outcome: to });
     // A read implies delivery: report both so the broker books the delivery.
@@ -185,9 +204,10 @@ export class Destination {
   }
 
   private async deliver(messageId: string): Promise<void> {
-    const found = await this.get(messageId);
     const record = await this.load(messageId);
+    const found = record ? { message: await this.inbound(record) } : null;
     if (!found || !record || record.state !== "received") {
+      this.fresh.delete(messageId);
       await this.deliveries.remove(messageId);
       return;
     }

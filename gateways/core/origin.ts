@@ -30,8 +30,12 @@ import { WorkQueue } from "./work-queue";
 interface OutboxRecord extends SentMessage {
   /** IMI as submitted (protobuf, base64). */
   meta: string;
-  /** Payload (protobuf, base64); dropped once the message is delivered or final. */
-  payload?: string;
+  /**
+   * The payload is kept under its own key (PAYLOAD), written once and read for each
+   * transmission, so that the record's compare-and-set updates never move content.
+   * False once the message is delivered or final and the payload is dropped.
+   */
+  hasPayload: boolean;
   digest: string;
   /** Current release (protobuf, base64). */
   release?: string;
@@ -89,6 +93,7 @@ export interface OriginatorOptions {
 }
 
 const KEY = (id: string) => `out:${id}`;
+const PAYLOAD = (id: string) => `out-payload:${id}`;
 
 function eventOf(state: MessageState, fields: Partial<StatusEvent> & { atUnixMs: number }): StatusEvent {
   return { state, medium: Medium.MEDIUM_UNSPECIFIED, failureKind: FailureKind.FAILURE_KIND_UNSPECIFIED, reason: "", attempt: 0, gatewayId: "", ...fields };
@@ -99,7 +104,11 @@ export function traceparentFor(given: string | undefined): string {
   return `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`;
 }
 
+/** Payloads accepted here, kept in memory for their first transmission (saves a store read). */
+const FRESH_LIMIT = 10_000;
+
 export class Originator {
+  private readonly fresh = new Map<string, Payload>();
   readonly queue: WorkQueue;
 
   constructor(private readonly o: OriginatorOptions) {
@@ -175,7 +184,7 @@ export class Originator {
       traceId: traceparent.split("-")[1]!,
       createdAtUnixMs: now,
       meta: Buffer.from(MetaInformation.encode(meta).finish()).toString("base64"),
-      payload: Buffer.from(Payload.encode(input.payload).finish()).toString("base64"),
+      hasPayload: true,
       digest: meta.contentDigest.toString("hex"),
       attempt: 0,
       confirmed: false,
@@ -186,6 +195,7 @@ export class Originator {
     };
     // Written first, with a lease on the work queue: if this process dies before the broker
     // answers, a restart picks the message up again.
+    await this.o.store.set(PAYLOAD(messageId), Buffer.from(Payload.encode(input.payload).finish()).toString("base64"), this.ttl(record));
     await this.create(record);
     await this.queue.schedule(messageId, now + 15_000);
     let release: Release;
@@ -200,6 +210,7 @@ export class Originator {
       if (!r.release) this.applyRelease(r, release, now);
     });
     await this.o.adapter().onStatus(this.view(released ?? record));
+    if (this.fresh.size < FRESH_LIMIT) this.fresh.set(messageId, input.payload);
     void this.queue.runNow(messageId);
     return { message: this.view(released ?? record), duplicate: false };
   }
@@ -242,17 +253,19 @@ export class Originator {
         r.failingSinceUnixMs = 0;
       }
       if (req.event) this.addEvent(r, req.event);
-      if (r.state === MessageState.MESSAGE_STATE_DELIVERED || FINAL.has(r.state)) delete r.payload;
+      if (r.state === MessageState.MESSAGE_STATE_DELIVERED || FINAL.has(r.state)) r.hasPayload = false;
     });
     if (!updated) return;
+    if (!updated.hasPayload) await this.o.store.del(PAYLOAD(updated.messageId));
     await this.o.adapter().onStatus(this.view(updated));
-    if (reroute && !updated.transmitted && updated.payload) void this.queue.runNow(updated.messageId);
+    if (reroute && !updated.transmitted && updated.hasPayload) void this.queue.runNow(updated.messageId);
   }
 
   /** Moves one message forward: (re)submit, confirm, transmit. Run by the work queue. */
   private async advance(messageId: string): Promise<void> {
     const record = await this.load(messageId);
-    if (!record || FINAL.has(record.state) || !record.payload) {
+    if (!record || FINAL.has(record.state) || !record.hasPayload) {
+      this.fresh.delete(messageId);
       await this.queue.remove(messageId);
       return;
     }
@@ -285,7 +298,7 @@ export class Originator {
           return true;
         });
       }
-      const payload = Payload.decode(Buffer.from(record.payload, "base64"));
+      const payload = this.fresh.get(messageId) ?? (await this.storedPayload(messageId));
       const meta = release.meta!;
       const segments = await step(
         "uims.transmit",
@@ -307,6 +320,7 @@ export class Originator {
         this.addEvent(r, eventOf(MessageState.MESSAGE_STATE_TRANSMITTED, { atUnixMs: at, medium: r.medium, attempt, gatewayId: meta.destinationGatewayId }));
         return true;
       });
+      this.fresh.delete(messageId);
       if (updated?.attempt === attempt) await this.queue.remove(messageId);
       if (updated) await this.o.adapter().onStatus(this.view(updated));
     } catch (err) {
@@ -393,8 +407,10 @@ export class Originator {
     const at = this.o.clock();
     const updated = await this.update(messageId, (r) => {
       this.addEvent(r, eventOf(state, { atUnixMs: at, medium: r.medium, attempt: r.attempt, failureKind: FailureKind.FAILURE_KIND_PERMANENT, reason, gatewayId: this.o.nodeId }));
-      delete r.payload;
+      r.hasPayload = false;
     });
+    this.fresh.delete(messageId);
+    await this.o.store.del(PAYLOAD(messageId));
     await this.queue.remove(messageId);
     if (updated) await this.o.adapter().onStatus(this.view(updated));
   }
@@ -433,6 +449,12 @@ export class Originator {
     };
   }
 
+  private async storedPayload(messageId: string): Promise<Payload> {
+    const stored = await this.o.store.get(PAYLOAD(messageId));
+    if (stored === null) throw new Error("the payload is missing from the store");
+    return Payload.decode(Buffer.from(stored, "base64"));
+  }
+
   private async load(messageId: string): Promise<OutboxRecord | null> {
     const raw = await this.o.store.get(KEY(messageId));
     return raw === null ? null : (JSON.parse(raw) as OutboxRecord);
@@ -465,7 +487,7 @@ export class Originator {
   }
 
   private async forget(record: OutboxRecord, idemKey?: string): Promise<void> {
-    await this.o.store.del(KEY(record.messageId), ...(idemKey ? [idemKey] : []));
+    await this.o.store.del(KEY(record.messageId), PAYLOAD(record.messageId), ...(idemKey ? [idemKey] : []));
     await this.queue.remove(record.messageId);
   }
 }
