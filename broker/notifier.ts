@@ -142,7 +142,7 @@ export class Notifier {
   }
 
   private async clientFor(nodeId: string): Promise<GatewayClient> {
-    const node = await this.deps.registry.get(nodeId);
+    const node = await this.deps.registry.lookup(nodeId);
     if (!node) throw new Error(`originating gateway ${nodeId} is not registered`);
     const cached = this.clients.get(nodeId);
     if (cached && cached.endpoint === node.endpoint) return cached;

@@ -103,7 +103,7 @@ export class BrokerProtocol {
     const caller = await this.d.tscs.authenticate(req.auth, Label.callSubmit, submitFields(meta));
     const now = this.d.clock();
     const recipient = this.validateSubmission(meta, caller, now);
-    const origin = await this.d.registry.get(caller);
+    const origin = await this.d.registry.lookup(caller);
     if (!origin || origin.kind !== "gateway") throw new FailedPreconditionError(`gateway "${caller}" is not registered`);
     if (origin.medium !== meta.sourceMedium) {
       throw new PermissionDeniedError(`gateway "${caller}" serves ${mediumName(origin.medium)}, not ${mediumName(meta.sourceMedium)}`);
@@ -212,7 +212,7 @@ export class BrokerProtocol {
     // Gateways of one medium that share a store are replicas: a client reconnecting to another
     // replica takes its inbox there, and that replica reports. It can only know the release ID
     // (checked below) through the destination's store, so the ID stays the capability.
-    const reporter = await this.d.registry.get(caller);
+    const reporter = await this.d.registry.lookup(caller);
     let accountedNow = false;
     const result = await this.d.transactions.update(req.messageId, (txn) => {
       const meta = decodeMeta(txn);

@@ -201,6 +201,14 @@ export class GatewayRegistry {
     return this.refreshing;
   }
 
+  /**
+   * One entry from the snapshot, or from the store when the snapshot does not know it yet (a node
+   * that just registered with another replica). Calls on a message's path use this.
+   */
+  async lookup(nodeId: string): Promise<NodeRecord | null> {
+    return (await this.snapshot()).find((r) => r.nodeId === nodeId) ?? (await this.get(nodeId));
+  }
+
   /** Healthy nodes of a kind (and medium), least loaded first, then by node id. */
   async healthyNodes(kind: NodeKind, medium?: Medium): Promise<NodeRecord[]> {
     const records = await this.snapshot();
