@@ -1,6 +1,6 @@
 import { MetaInformation } from "../gen/uims/common/v1/message";
 import { FailureKind, Medium, MessageState, type MessageStatus, type StatusEvent } from "../gen/uims/common/v1/types";
-import type { Store } from "../common/store";
+import { CasRecords, type Store } from "../common/store";
 
 /**
  * A message's transaction at the broker, in the store, so that any broker replica can continue
@@ -68,20 +68,23 @@ const KEY = (id: string) => `txn:${id}`;
 const DEADLINES = "txn:deadlines";
 
 export class TransactionStore {
+  private readonly records: CasRecords<Transaction>;
+
   constructor(
     private readonly store: Store,
     /** How long a finished transaction stays queryable. */
     private readonly retentionMs: number,
-  ) {}
+  ) {
+    this.records = new CasRecords(store);
+  }
 
-  async get(messageId: string): Promise<Transaction | null> {
-    const raw = await this.store.get(KEY(messageId));
-    return raw === null ? null : (JSON.parse(raw) as Transaction);
+  get(messageId: string): Promise<Transaction | null> {
+    return this.records.get(KEY(messageId));
   }
 
   /** Creates the transaction unless one exists; returns false when it already existed. */
   async create(txn: Transaction): Promise<boolean> {
-    const created = await this.store.setIfAbsent(KEY(txn.messageId), JSON.stringify(txn), this.ttlFor(txn));
+    const created = await this.records.create(KEY(txn.messageId), txn, this.ttlFor(txn));
     if (created) await this.store.sortedAdd(DEADLINES, txn.messageId, txn.deadlineUnixMs);
     return created;
   }
@@ -91,19 +94,21 @@ export class TransactionStore {
    * Returns [before, after] of the write that won, or null when there is no such transaction.
    */
   async update(messageId: string, change: (txn: Transaction) => Transaction | null): Promise<{ before: Transaction; after: Transaction | null } | null> {
-    for (let round = 0; round < 16; round++) {
-      const raw = await this.store.get(KEY(messageId));
-      if (raw === null) return null;
-      const before = JSON.parse(raw) as Transaction;
-      const after = change(structuredClone(before));
-      if (after === null) return { before, after: null };
-      if (await this.store.compareAndSet(KEY(messageId), raw, JSON.stringify(after), this.ttlFor(after))) {
-        if (isFinal(after.state)) await this.store.sortedRemove(DEADLINES, messageId);
-        else if (after.deadlineUnixMs !== before.deadlineUnixMs) await this.store.sortedAdd(DEADLINES, messageId, after.deadlineUnixMs);
-        return { before, after };
-      }
-    }
-    throw new Error(`transaction ${messageId} is too contended`);
+    const result = await this.records.update(
+      KEY(messageId),
+      (txn) => {
+        const changed = change(txn);
+        if (changed === null) return false;
+        if (changed !== txn) Object.assign(txn, changed);
+        return true;
+      },
+      (txn) => this.ttlFor(txn),
+    );
+    if (!result?.after) return result;
+    const { before, after } = result;
+    if (isFinal(after.state)) await this.store.sortedRemove(DEADLINES, messageId);
+    else if (after.deadlineUnixMs !== before.deadlineUnixMs) await this.store.sortedAdd(DEADLINES, messageId, after.deadlineUnixMs);
+    return { before, after };
   }
 
   /** Messages whose deadline has passed, oldest first. */

@@ -24,3 +24,4 @@ export function createStore(options: StoreOptions = {}): Store {
   if (redisUrl) return new RedisStore({ ...rest, url: redisUrl });
   return new MemoryStore(rest);
 }
+export { CasRecords } from "./raw-cache";

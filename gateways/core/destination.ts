@@ -8,7 +8,7 @@ import { releaseSignatureValid } from "../../common/crypto/release";
 import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError } from "../../common/errors";
 import type { BrokerClient } from "../../common/mesh/broker-client";
 import { errorCode } from "../../common/mesh/peer";
-import type { Store } from "../../common/store";
+import { CasRecords, type Store } from "../../common/store";
 import { backoffMs } from "./backoff";
 import { mediumName } from "../../common/addresses";
 import { messages, retries } from "../../common/metrics";
@@ -62,10 +62,12 @@ const FRESH_LIMIT = 10_000;
 
 export class Destination {
   private readonly fresh = new Map<string, Payload>();
+  private readonly records: CasRecords<InboundRecord>;
   readonly deliveries: WorkQueue;
   readonly reports: WorkQueue;
 
   constructor(private readonly o: DestinationOptions) {
+    this.records = new CasRecords(o.store);
     this.deliveries = new WorkQueue(o.store, `in-due:${o.nodeId}`, (id) => this.deliver(id), o.logger, o.clock);
     this.reports = new WorkQueue(o.store, `report-due:${o.nodeId}`, (item) => this.sendReport(item), o.logger, o.clock);
   }
@@ -123,14 +125,18 @@ export class Destination {
     // transmission writes the same bytes again (the digest above pins them).
     await this.o.store.set(PAYLOAD(meta.messageId), Buffer.from(Payload.encode(payload).finish()).toString("base64"), this.ttl(record));
     // Idempotent by message id: a re-sent transmission is acknowledged and not delivered twice.
-    if (!(await this.o.store.setIfAbsent(KEY(meta.messageId), JSON.stringify(record), this.ttl(record)))) {
-      const existing = await this.load(meta.messageId);
-      if (existing && Release.decode(Buffer.from(existing.release, "base64")).meta?.attempt !== meta.attempt && existing.state === "failed") {
-        // The broker routed the message back here after a failure: a new attempt.
-        await this.save(record);
-      } else {
-        return false;
-      }
+    if (!(await this.records.create(KEY(meta.messageId), record, this.ttl(record)))) {
+      // The broker may route a message back here after it failed here: a new attempt.
+      const renewed = await this.records.update(
+        KEY(meta.messageId),
+        (existing) => {
+          const again = existing.state === "failed" && Release.decode(Buffer.from(existing.release, "base64")).meta?.attempt !== meta.attempt;
+          if (again) Object.assign(existing, record);
+          return again;
+        },
+        () => this.ttl(record),
+      );
+      if (!renewed?.after) return false;
     }
     await this.deliveries.schedule(meta.messageId, this.o.clock() + 15_000);
     if (this.fresh.size < FRESH_LIMIT) this.fresh.set(meta.messageId, payload);
@@ -178,19 +184,19 @@ export class Destination {
    * stream and the client's acknowledgement race, and exactly one of them may win each step.
    */
   private async transition(messageId: string, from: InboundState[], to: InboundState, change?: (r: InboundRecord) => void): Promise<void> {
-    let wasDelivered = false;
-    for (let round = 0; ; round++) {
-      const raw = await this.o.store.get(KEY(messageId));
-      if (raw === null) return;
-      const record = JSON.parse(raw) as InboundRecord;
-      if (!from.includes(record.state)) return;
-      wasDelivered = record.state === "delivered";
-      record.state = to;
-      change?.(record);
-      if (to !== "received") record.hasPayload = false;
-      if (await this.o.store.compareAndSet(KEY(messageId), raw, JSON.stringify(record), this.ttl(record))) break;
-      if (round > 16) throw new Error(`message ${messageId} is too contended`);
-    }
+    const result = await this.records.update(
+      KEY(messageId),
+      (record) => {
+        if (!from.includes(record.state)) return false;
+        record.state = to;
+        change?.(record);
+        if (to !== "received") record.hasPayload = false;
+        return true;
+      },
+      (record) => this.ttl(record),
+    );
+    if (!result?.after) return;
+    const wasDelivered = result.before.state === "delivered";
     await this.deliveries.remove(messageId);
     if (to !== "received") {
       this.fresh.delete(messageId);
@@ -234,15 +240,24 @@ export class Destination {
       await this.markFailed(messageId, true, outcome.reason);
     } else {
       const now = this.o.clock();
-      record.tries++;
-      if (!record.failingSinceUnixMs) record.failingSinceUnixMs = now;
-      if (now - record.failingSinceUnixMs >= this.o.deliveryGiveUpMs) {
+      const result = await this.records.update(
+        KEY(messageId),
+        (r) => {
+          if (r.state !== "received") return false;
+          r.tries++;
+          if (!r.failingSinceUnixMs) r.failingSinceUnixMs = now;
+          return true;
+        },
+        (r) => this.ttl(r),
+      );
+      const updated = result?.after;
+      if (!updated) return;
+      if (now - updated.failingSinceUnixMs >= this.o.deliveryGiveUpMs) {
         await this.markFailed(messageId, false, outcome.reason);
         return;
       }
-      await this.save(record);
       retries.inc({ kind: "delivery" });
-      await this.deliveries.schedule(messageId, now + backoffMs(record.tries, 500));
+      await this.deliveries.schedule(messageId, now + backoffMs(updated.tries, 500));
     }
   }
 
@@ -293,14 +308,10 @@ export class Destination {
     }
   }
 
-  private async load(messageId: string): Promise<InboundRecord | null> {
-    const raw = await this.o.store.get(KEY(messageId));
-    return raw === null ? null : (JSON.parse(raw) as InboundRecord);
+  private load(messageId: string): Promise<InboundRecord | null> {
+    return this.records.get(KEY(messageId));
   }
 
-  private async save(record: InboundRecord): Promise<void> {
-    await this.o.store.set(KEY(record.messageId), JSON.stringify(record), this.ttl(record));
-  }
 
   private ttl(record: InboundRecord): number {
     return Math.max(record.expiresAtUnixMs - this.o.clock(), 0) + this.o.retentionMs;

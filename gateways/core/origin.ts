@@ -12,7 +12,7 @@ import { AlreadyExistsError, InvalidArgumentError, relayRefusal } from "../../co
 import type { BrokerClient } from "../../common/mesh/broker-client";
 import { errorCode } from "../../common/mesh/peer";
 import type { PeerClients } from "../../common/mesh/peers";
-import type { Store } from "../../common/store";
+import { CasRecords, type Store } from "../../common/store";
 import { context, trace, SpanStatusCode, type Span } from "@opentelemetry/api";
 import { Attr, SpanKind, startMessageSpan, step, traceparentOf } from "../../common/tracing";
 import { mediumName } from "../../common/addresses";
@@ -109,10 +109,12 @@ const FRESH_LIMIT = 10_000;
 
 export class Originator {
   private readonly fresh = new Map<string, Payload>();
+  private readonly records: CasRecords<OutboxRecord>;
   readonly queue: WorkQueue;
 
   constructor(private readonly o: OriginatorOptions) {
     this.queue = new WorkQueue(o.store, `out-due:${o.nodeId}`, (id) => this.advance(id), o.logger, o.clock);
+    this.records = new CasRecords(o.store);
   }
 
   /**
@@ -455,13 +457,12 @@ export class Originator {
     return Payload.decode(Buffer.from(stored, "base64"));
   }
 
-  private async load(messageId: string): Promise<OutboxRecord | null> {
-    const raw = await this.o.store.get(KEY(messageId));
-    return raw === null ? null : (JSON.parse(raw) as OutboxRecord);
+  private load(messageId: string): Promise<OutboxRecord | null> {
+    return this.records.get(KEY(messageId));
   }
 
   private async create(record: OutboxRecord): Promise<void> {
-    if (!(await this.o.store.compareAndSet(KEY(record.messageId), null, JSON.stringify(record), this.ttl(record)))) {
+    if (!(await this.records.create(KEY(record.messageId), record, this.ttl(record)))) {
       throw new AlreadyExistsError(`message id "${record.messageId}" is already in use`);
     }
   }
@@ -472,14 +473,8 @@ export class Originator {
    * leave the record as it is. Returns the record as stored afterwards (null when there is none).
    */
   private async update(messageId: string, change: (r: OutboxRecord) => boolean | void): Promise<OutboxRecord | null> {
-    for (let round = 0; round < 32; round++) {
-      const raw = await this.o.store.get(KEY(messageId));
-      if (raw === null) return null;
-      const record = JSON.parse(raw) as OutboxRecord;
-      if (change(record) === false) return JSON.parse(raw) as OutboxRecord;
-      if (await this.o.store.compareAndSet(KEY(messageId), raw, JSON.stringify(record), this.ttl(record))) return record;
-    }
-    throw new Error(`message ${messageId} is too contended`);
+    const result = await this.records.update(KEY(messageId), change, (r) => this.ttl(r));
+    return result ? (result.after ?? result.before) : null;
   }
 
   private ttl(record: OutboxRecord): number {
@@ -487,6 +482,7 @@ export class Originator {
   }
 
   private async forget(record: OutboxRecord, idemKey?: string): Promise<void> {
+    this.records.forget(KEY(record.messageId));
     await this.o.store.del(KEY(record.messageId), PAYLOAD(record.messageId), ...(idemKey ? [idemKey] : []));
     await this.queue.remove(record.messageId);
   }
