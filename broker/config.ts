@@ -18,6 +18,8 @@ export interface BrokerConfig extends CommonConfig {
   noticeRetryMs: number;
   /** Largest gRPC message the broker accepts: it only ever sees meta information. */
   maxMessageBytes: number;
+  /** How long routing may use a profile it read (admin changes take effect within this). */
+  profileCacheMs: number;
 }
 
 const SIGNING_KEY = /^[A-Za-z0-9_.-]{1,32}:[A-Za-z0-9+/=_-]{43,44}$/;
@@ -52,6 +54,7 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
     transactionRetentionMs: r.durationMs("TRANSACTION_RETENTION_MS", 7 * 86_400_000, { min: 60_000 }),
     noticeRetryMs: r.durationMs("NOTICE_RETRY_MS", 86_400_000, { min: 1_000 }),
     maxMessageBytes: r.int("BROKER_MAX_MESSAGE_BYTES", { default: 256 * 1024, min: 16 * 1024 }),
+    profileCacheMs: r.durationMs("PROFILE_CACHE_MS", 1_000, { min: 0, max: 60_000 }),
   };
   r.finish();
   return config;

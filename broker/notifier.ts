@@ -25,6 +25,8 @@ export interface NoticeJob {
   segments: number;
   /** Set for a re-route: the attempt whose release the notice carries. */
   rerouteAttempt: number;
+  /** The message's trace, so that the notice's span joins it. */
+  traceparent: string;
   tries: number;
 }
 
@@ -95,9 +97,7 @@ export class Notifier {
   }
 
   private async deliver(member: string, job: NoticeJob): Promise<void> {
-    const txn = await this.deps.transactions.get(job.messageId).catch(() => null);
-    const traceparent = txn ? decodeMeta(txn).trace?.traceparent : undefined;
-    await step("uims.broker.notify", { traceparent, attributes: { [Attr.messageId]: job.messageId, "uims.state": MessageState[job.event.state] ?? "", "uims.rerouted": job.rerouteAttempt > 0 } }, () => this.send(member, job)).catch(() => undefined);
+    await step("uims.broker.notify", { traceparent: job.traceparent, attributes: { [Attr.messageId]: job.messageId, "uims.state": MessageState[job.event.state] ?? "", "uims.rerouted": job.rerouteAttempt > 0 } }, () => this.send(member, job)).catch(() => undefined);
   }
 
   private async send(member: string, job: NoticeJob): Promise<void> {

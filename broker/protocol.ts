@@ -47,6 +47,7 @@ import { Attr, step } from "../common/tracing";
 import type { Accounting } from "./accounting";
 import type { Notifier } from "./notifier";
 import type { PresenceBook } from "./presence";
+import type { ProfileCache } from "./profile-cache";
 import type { ProfileDirectory } from "./profiles";
 import type { GatewayRegistry, NodeRecord } from "./registry";
 import { planRoute, type Route, type RouteInput, type RouteNode } from "./router";
@@ -66,6 +67,8 @@ export interface BrokerProtocolDeps {
   tscs: TscsAuthority;
   releaseKeys: ReleaseKeys;
   profiles: ProfileDirectory;
+  /** The same profiles, briefly cached, for the reads every message makes. */
+  routingProfiles: ProfileCache;
   registry: GatewayRegistry;
   presence: PresenceBook;
   accounting: Accounting;
@@ -337,7 +340,7 @@ export class BrokerProtocol {
     const meta = decodeMeta(txn);
     const recipient = parseRecipient(meta.recipient);
     if ("error" in recipient || recipient.kind === "address") return undefined;
-    const sender = meta.sender ? await this.d.profiles.get(meta.sender) : null;
+    const sender = meta.sender ? await this.d.routingProfiles.get(meta.sender) : null;
     const { plan } = await this.plan(sender, recipient, meta.contentType, txn.triedMedia);
     return plan.chosen;
   }
@@ -353,6 +356,7 @@ export class BrokerProtocol {
       event: latest,
       segments: txn.segments,
       rerouteAttempt: rerouted ? txn.attempt : 0,
+      traceparent: meta.trace?.traceparent ?? "",
     });
   }
 
@@ -459,7 +463,7 @@ export class BrokerProtocol {
 
   private async checkSender(meta: MetaInformation, now: number): Promise<Profile | null> {
     if (!meta.sender) return null;
-    const sender = await this.d.profiles.get(meta.sender);
+    const sender = await this.d.routingProfiles.get(meta.sender);
     if (!sender) throw new PermissionDeniedError(`sender "${meta.sender}" has no profile`);
     const maxBytes = sender.limits?.maxPayloadBytes ?? 0;
     if (maxBytes > 0 && meta.contentSize > maxBytes) {
@@ -473,7 +477,7 @@ export class BrokerProtocol {
     let recipientProfile: Profile | null = null;
     const profileId = recipient.kind === "profile" ? recipient.clientId : recipient.medium === Medium.MEDIUM_IM ? recipient.address : "";
     if (profileId) {
-      recipientProfile = await this.d.profiles.get(profileId);
+      recipientProfile = await this.d.routingProfiles.get(profileId);
       if (!recipientProfile) throw new NotFoundError(`recipient "${profileId}" is unknown`);
     }
     const [presence, gateways, processors] = await Promise.all([

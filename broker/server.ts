@@ -14,6 +14,7 @@ import { createAdminService } from "./admin-service";
 import type { BrokerConfig } from "./config";
 import { Notifier } from "./notifier";
 import { PresenceBook } from "./presence";
+import { ProfileCache } from "./profile-cache";
 import { ProfileDirectory } from "./profiles";
 import { BrokerProtocol } from "./protocol";
 import { GatewayRegistry } from "./registry";
@@ -55,6 +56,7 @@ export function createBrokerServer(config: BrokerConfig, store: Store, logger: L
     tscs,
     releaseKeys,
     profiles,
+    routingProfiles: new ProfileCache(profiles, config.profileCacheMs, clock),
     registry,
     presence: new PresenceBook(store, clock),
     accounting,

@@ -83,7 +83,10 @@ export class TscsAuthority {
     }
     const expiresAtUnixMs = now + this.opts.sessionKeyTtlMs;
     const keys = Array.from({ length: login.keyCount }, () => ({ key: randomBytes(SESSION_KEY_BYTES), expiresAtUnixMs }));
-    await Promise.all(keys.map((k) => this.opts.store.set(this.sessionKeyName(k.key), key.nodeId, this.opts.sessionKeyTtlMs)));
+    await this.opts.store.setMany(
+      keys.map((k) => [this.sessionKeyName(k.key), key.nodeId] as const),
+      this.opts.sessionKeyTtlMs,
+    );
     const unsigned = { nodeId: this.opts.audience, keys, keyId: this.opts.k1.current.id };
     return { ...unsigned, mac: hmacSha256(this.opts.k1.current.key, Label.grant, grantFields(unsigned, key)) };
   }

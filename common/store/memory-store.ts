@@ -99,6 +99,13 @@ export class MemoryStore implements Store {
     this.#put(key, { kind: "string", value }, normalizeTtl(ttlMs));
   }
 
+  async setMany(entries: ReadonlyArray<readonly [string, string]>, ttlMs: number): Promise<void> {
+    this.#open();
+    const ttl = normalizeTtl(ttlMs);
+    if (ttl === undefined) throw new RangeError("setMany needs a TTL");
+    for (const [key, value] of entries) this.#put(key, { kind: "string", value }, ttl);
+  }
+
   async setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean> {
     this.#open();
     const ttl = normalizeTtl(ttlMs);

@@ -68,6 +68,22 @@ return 1`,
   transformReply: (reply: unknown): boolean => reply === 1,
 });
 
+// One command instead of one per key: the client's cost is per command, and a set-up writes a
+// whole batch of session keys.
+const setMany = defineScript({
+  // KEYS: the keys; ARGV: ttl ms, then one value per key.
+  SCRIPT: `
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
+end
+return #KEYS`,
+  parseCommand(parser: CommandParser, keys: string[], ttlMs: number, values: string[]) {
+    parser.pushKeysLength(keys);
+    parser.push(String(ttlMs), ...values);
+  },
+  transformReply: (reply: unknown): unknown => reply,
+});
+
 const incrementFields = defineScript({
   NUMBER_OF_KEYS: 1,
   // ARGV: ttl ms ("" = none), then field/increment pairs. Every field is checked before any is
@@ -101,7 +117,7 @@ function connect(options: RedisStoreOptions) {
   const maxDelay = options.maxReconnectDelayMs ?? 2000;
   return createClient({
     url: options.url,
-    scripts: { compareAndSet, incrementFields },
+    scripts: { compareAndSet, incrementFields, setMany },
     // Fail fast while disconnected instead of queueing without bound; the readiness gate below
     // decides how long a command may wait for the connection.
     disableOfflineQueue: true,
@@ -196,6 +212,13 @@ export class RedisStore implements Store {
 
   expire(key: string, ttlMs: number): Promise<boolean> {
     return this.#run(async () => (await this.#client.pExpire(this.#key(key), normalizeTtl(ttlMs) as number)) === 1);
+  }
+
+  async setMany(entries: ReadonlyArray<readonly [string, string]>, ttlMs: number): Promise<void> {
+    if (entries.length === 0) return;
+    const ttl = normalizeTtl(ttlMs);
+    if (ttl === undefined) throw new RangeError("setMany needs a TTL");
+    await this.#run(() => this.#client.setMany(entries.map(([k]) => this.#key(k)), ttl, entries.map(([, v]) => v)));
   }
 
   compareAndSet(key: string, expected: string | null, next: string | null, ttlMs?: number): Promise<boolean> {

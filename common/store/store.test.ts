@@ -85,6 +85,16 @@ describe.each<Kind>(["memory", "redis"])("%s store", (kind) => {
       expect(await store.getMany(["short", "kept"])).toEqual([null, "y"]);
     });
 
+    test("setMany sets every key with the TTL, replacing old values; an empty batch is a no-op", async () => {
+      await store.set("b", "old");
+      await store.setMany([["a", "1"], ["b", "2"], ["c", "3"]], 150);
+      expect(await store.getMany(["a", "b", "c"])).toEqual(["1", "2", "3"]);
+      await store.setMany([], 150);
+      await sleep(200);
+      expect(await store.getMany(["a", "b", "c"])).toEqual([null, null, null]);
+      await expect(store.setMany([["d", "4"]], 0)).rejects.toThrow(RangeError);
+    });
+
     test("setIfAbsent creates once, and again after expiry", async () => {
       expect(await store.setIfAbsent("nonce", "first", 150)).toBe(true);
       expect(await store.setIfAbsent("nonce", "second", 150)).toBe(false);

@@ -11,6 +11,11 @@ export interface Store {
   getMany(keys: string[]): Promise<(string | null)[]>;
   /** Plain SET: replaces any value and any previous TTL; without `ttlMs` the key never expires. */
   set(key: string, value: string, ttlMs?: number): Promise<void>;
+  /**
+   * Several plain SETs with one TTL in one round trip (e.g. a batch of session keys). Not
+   * atomic as a whole; each key is set as by `set`.
+   */
+  setMany(entries: ReadonlyArray<readonly [string, string]>, ttlMs: number): Promise<void>;
   /** SET NX (with optional TTL). true when this call created the key. */
   setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean>;
   /** Atomic get-and-delete (GETDEL). Second caller gets null. */

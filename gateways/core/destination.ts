@@ -140,7 +140,7 @@ export class Destination {
     }
     await this.deliveries.schedule(meta.messageId, this.o.clock() + 15_000);
     if (this.fresh.size < FRESH_LIMIT) this.fresh.set(meta.messageId, payload);
-    void this.deliveries.runNow(meta.messageId);
+    void this.deliveries.runNow(meta.messageId, true);
     return true;
   }
 
@@ -264,7 +264,7 @@ export class Destination {
   private async queueReport(messageId: string, kind: ReportKind): Promise<void> {
     const item = `${messageId}|${kind}`;
     await this.reports.schedule(item, this.o.clock() + 15_000);
-    void this.reports.runNow(item);
+    void this.reports.runNow(item, true);
   }
 
   private async sendReport(item: string): Promise<void> {

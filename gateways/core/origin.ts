@@ -213,7 +213,8 @@ export class Originator {
     });
     await this.o.adapter().onStatus(this.view(released ?? record));
     if (this.fresh.size < FRESH_LIMIT) this.fresh.set(messageId, input.payload);
-    void this.queue.runNow(messageId);
+    // Still under the lease recorded before the submission.
+    void this.queue.runNow(messageId, true);
     return { message: this.view(released ?? record), duplicate: false };
   }
 

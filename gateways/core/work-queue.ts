@@ -30,9 +30,12 @@ export class WorkQueue {
     await this.store.sortedRemove(this.key, id);
   }
 
-  /** Runs an item now in this process, with its lease recorded first. */
-  async runNow(id: string): Promise<void> {
-    await this.schedule(id, this.clock() + this.leaseMs);
+  /**
+   * Runs an item now in this process, with its lease recorded first (unless the caller has just
+   * recorded one: `leased`).
+   */
+  async runNow(id: string, leased = false): Promise<void> {
+    if (!leased) await this.schedule(id, this.clock() + this.leaseMs);
     await this.track(id);
   }
 

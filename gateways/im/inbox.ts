@@ -33,6 +33,7 @@ export function cursorAfter(a: string, b: string): boolean {
 
 export class Inboxes {
   private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly positions = new Map<string, string | null>();
 
   constructor(
     private readonly store: Store,
@@ -91,13 +92,21 @@ export class Inboxes {
     return (await this.store.get(`inbox-pos:${clientId}`)) ?? "";
   }
 
-  /** Moves the delivered position forward (never back), safely across replicas. */
+  /**
+   * Moves the delivered position forward (never back), safely across replicas. The last
+   * position this process wrote is tried first, so a stream's usual advance is one round trip.
+   */
   async advance(clientId: string, cursor: string): Promise<void> {
     const key = `inbox-pos:${clientId}`;
+    let current = this.positions.has(clientId) ? this.positions.get(clientId)! : await this.store.get(key);
     for (let i = 0; i < 8; i++) {
-      const current = await this.store.get(key);
       if (current !== null && !cursorAfter(cursor, current)) return;
-      if (await this.store.compareAndSet(key, current, cursor)) return;
+      if (await this.store.compareAndSet(key, current, cursor)) {
+        if (this.positions.size > 100_000) this.positions.clear();
+        this.positions.set(clientId, cursor);
+        return;
+      }
+      current = await this.store.get(key);
     }
   }
 
