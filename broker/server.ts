@@ -29,8 +29,8 @@ export interface BrokerServer extends GrpcServer {
   start(): Promise<number>;
   /** Stops the loops and closes outbound connections (the gRPC server is shut down by the caller). */
   stopBackground(): void;
-  /** Health for the shutdown sequence: stops the monitor so that NOT_SERVING sticks. */
-  shutdownHealth: { setAll(status: "SERVING" | "NOT_SERVING"): void };
+  /** Keeps the broker's health true to its store. */
+  monitor: HealthMonitor;
 }
 
 /** Builds the broker from its configuration and store; does not bind. */
@@ -114,11 +114,6 @@ export function createBrokerServer(config: BrokerConfig, store: Store, logger: L
       if (deadlineTimer) clearInterval(deadlineTimer);
       notifier.stop();
     },
-    shutdownHealth: {
-      setAll(status) {
-        monitor.stop();
-        grpcServer.health.setAll(status);
-      },
-    },
+    monitor,
   };
 }
