@@ -15,7 +15,7 @@ SERVICE ?=
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -74,6 +74,19 @@ test-contract: build ## Contract tests only
 .PHONY: run
 run: build ## Start the whole mesh locally (embedded store, or Redis when REDIS_URL is set)
 	node dist/cli/main.js up
+
+K8S_OVERLAYS := dev prod
+IMAGE ?= uims:$(shell node -p "require('./package.json').version")
+
+.PHONY: k8s
+k8s: ## Render each Kubernetes overlay with kubectl kustomize into build/k8s/<overlay>.yaml
+	@mkdir -p build/k8s
+	@for overlay in $(K8S_OVERLAYS); do kubectl kustomize k8s/overlays/$$overlay > build/k8s/$$overlay.yaml; echo "build/k8s/$$overlay.yaml"; done
+
+.PHONY: images
+images: ## Build the container image (IMAGE=uims:<version>); needs a docker engine
+	@docker info >/dev/null 2>&1 || { echo "images: docker has no engine here (docker info fails), so the image cannot be built on this machine; run: docker build -t $(IMAGE) ." >&2; exit 1; }
+	docker build -t $(IMAGE) .
 
 .PHONY: clean
 clean: ## Remove build output

@@ -260,7 +260,12 @@ export class BrokerProtocol {
     });
     if (!result) throw new NotFoundError(`message "${req.messageId}" is unknown`);
     const after = result.after;
-    if (!after) return { state: result.before.state, rerouted: false };
+    if (!after) {
+      // A repeated report: the replica that took the first one may have died before it queued
+      // the notice. Queue it again (idempotent per message and event).
+      if (result.before.state === MessageState.MESSAGE_STATE_DELIVERED || isFinal(result.before.state)) await this.notifyLatest(result.before, false);
+      return { state: result.before.state, rerouted: false };
+    }
     const meta = decodeMeta(result.before);
     if (accountedNow) {
       await this.d.accounting.recordDelivery({ sender: meta.sender, medium: meta.targetMedium, bytes: req.deliveredBytes || meta.contentSize, segments: after.segments, atUnixMs: at });

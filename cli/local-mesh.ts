@@ -114,7 +114,7 @@ export class LocalMesh {
       ...spec.env,
     };
     if (spec.kind !== "broker") {
-      env.BROKER_ADDR = this.brokerEndpoint;
+      env.BROKER_ADDR = spec.env?.BROKER_ADDR ?? this.brokerEndpoint;
       env.ADVERTISE_ADDR = `127.0.0.1:${port}`;
     }
     if (clientPort !== undefined) {

@@ -1,4 +1,5 @@
 import { accessSync, constants as fsConstants, statSync } from "node:fs";
+import { isIP } from "node:net";
 import { inspect } from "node:util";
 
 /** Environment variables as a plain map; `process.env` fits. */
@@ -264,6 +265,22 @@ export class EnvReader {
   }
 
   /**
+   * A gRPC target for a client channel: "host:port" (resolved by DNS, every address it returns
+   * is a backend), or a grpc-js target URI: "dns:///host:port", "ipv4:a:p,b:p", "ipv6:[a]:p,[b]:p".
+   */
+  grpcTarget(name: string): string {
+    const value = this.raw(name);
+    const expected = 'a gRPC target: "host:port", "dns:///host:port" or "ipv4:host:port,host:port"';
+    if (value === undefined) {
+      this.missing(name, expected);
+      return "";
+    }
+    const target = parseGrpcTarget(value);
+    if (target === undefined) this.bad(name, value, expected);
+    return target ?? "";
+  }
+
+  /**
    * A secret keyring `id1:base64key1,id2:base64key2`: the first key is current (signs), the rest
    * are previous keys still accepted (verify). Each key must decode to at least 32 bytes.
    * Problems name the variable and the key id or position, never the key material.
@@ -384,6 +401,19 @@ export function parseHostPort(text: string): HostPort | undefined {
   const port = Number(match[3]);
   if (host === "" || port < 1 || port > 65535) return undefined;
   return { host, port, address: v6 ? `[${v6}]:${port}` : `${host}:${port}` };
+}
+
+/** Validates a gRPC target ("host:port", "dns:[//authority]/host:port", "ipv4:…", "ipv6:…"); undefined when malformed. */
+export function parseGrpcTarget(text: string): string | undefined {
+  const value = text.trim();
+  if (parseHostPort(value)) return value;
+  const dns = /^dns:(?:\/\/[^/]*\/)?(.+)$/.exec(value);
+  if (dns) return parseHostPort(dns[1]!) ? value : undefined;
+  const ip = /^(ipv4|ipv6):(.+)$/.exec(value);
+  if (!ip) return undefined;
+  const addresses = ip[2]!.split(",").map((a) => parseHostPort(a));
+  const family = ip[1] === "ipv4" ? 4 : 6;
+  return addresses.every((a) => a !== undefined && isIP(a.host) === family) ? value : undefined;
 }
 
 /** A keyring from ids and keys; the first entry of `all` need not be `currentId`. */

@@ -9,7 +9,7 @@ describe("processor configuration", () => {
   test("defaults", () => {
     const config = loadProcessorConfig(base);
     expect(config).toMatchObject({ nodeId: "proc-1", mailDomain: "uims.local", maxPayloadBytes: 8 * 1024 * 1024, advertiseAddr: "127.0.0.1:50051", capacity: 10_000 });
-    expect(config.brokerAddr.address).toBe("127.0.0.1:50051");
+    expect(config.brokerAddr).toBe("127.0.0.1:50051");
     expect(config.verifyKeys.size).toBe(1);
   });
 

@@ -1,4 +1,4 @@
-import { EnvReader, readCommonConfig, type CommonConfig, type Env, type HostPort } from "../common/config";
+import { EnvReader, readCommonConfig, type CommonConfig, type Env } from "../common/config";
 import { verifyKeyFromRaw, type VerifyKeys } from "../common/crypto/keys";
 
 export const DEFAULT_MAIL_DOMAIN = "uims.local";
@@ -7,7 +7,7 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
 const DOMAIN_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 export interface ProcessorConfig extends CommonConfig {
-  brokerAddr: HostPort;
+  brokerAddr: string;
   /** Where gateways reach this processor (host:port), as registered with the broker. */
   advertiseAddr: string;
   /** The broker's release signature keys. */
@@ -34,7 +34,7 @@ export function loadProcessorConfig(env: Env = process.env): ProcessorConfig {
   const host = common.grpcHost === "0.0.0.0" || common.grpcHost === "::" ? "127.0.0.1" : common.grpcHost;
   const config: ProcessorConfig = {
     ...common,
-    brokerAddr: r.hostPort("BROKER_ADDR"),
+    brokerAddr: r.grpcTarget("BROKER_ADDR"),
     advertiseAddr: advertised?.address ?? `${host}:${common.grpcPort}`,
     verifyKeys,
     maxPayloadBytes: r.int("MAX_PAYLOAD_BYTES", { default: DEFAULT_MAX_PAYLOAD_BYTES, min: 1024, max: 64 * 1024 * 1024 }),

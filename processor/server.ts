@@ -49,7 +49,7 @@ export function createProcessor(config: ProcessorConfig, store: Store, logger: L
     keyBatch: 64,
     clock,
   };
-  const broker = new BrokerClient(config.brokerAddr.address, identity);
+  const broker = new BrokerClient(config.brokerAddr, identity);
   const peers = new PeerClients(identity);
   const tscs = new TscsAuthority({ audience: config.nodeId, k1: config.k1, store, windowMs: config.tscsWindowMs, sessionKeyTtlMs: config.sessionKeyTtlMs, clock });
   const inFlight = new InFlight();

@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import type { CallError } from "../../gen/uims/common/v1/auth";
-import { fromCallError, InvalidArgumentError, toCallError, toServiceError } from "../errors";
+import { fromCallError, GrpcStatusError, InvalidArgumentError, toCallError, toServiceError } from "../errors";
 
 /**
  * Long-lived bidirectional streams that carry the same requests as the unary RPCs, matched by
@@ -114,7 +114,7 @@ interface Pending<Res> {
 }
 
 function unavailable(message: string): Error {
-  return Object.assign(new Error(message), { code: grpc.status.UNAVAILABLE, details: message });
+  return new GrpcStatusError(grpc.status.UNAVAILABLE, message);
 }
 
 /** Client side of a multiplexed stream: one call per request, reopened after a failure. */
@@ -134,7 +134,7 @@ export class MultiplexedClient<Req, Res> {
     return new Promise<Res>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(correlationId);
-        reject(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: grpc.status.DEADLINE_EXCEEDED }));
+        reject(new GrpcStatusError(grpc.status.DEADLINE_EXCEEDED, `no answer within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(correlationId, { resolve, reject, timer });
       stream.write({ correlationId, request });

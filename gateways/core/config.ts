@@ -1,8 +1,9 @@
-import { EnvReader, readCommonConfig, type CommonConfig, type Env, type HostPort } from "../../common/config";
+import { EnvReader, readCommonConfig, type CommonConfig, type Env } from "../../common/config";
 import { verifyKeyFromRaw, type VerifyKeys } from "../../common/crypto/keys";
 
 export interface GatewayConfig extends CommonConfig {
-  brokerAddr: HostPort;
+  /** The broker's gRPC target; one that resolves to several replicas spreads calls over them. */
+  brokerAddr: string;
   /** Where other mesh members reach this gateway (host:port). */
   advertiseAddr: string;
   verifyKeys: VerifyKeys;
@@ -28,7 +29,7 @@ export function readGatewayConfig(r: EnvReader): GatewayConfig {
   const host = common.grpcHost === "0.0.0.0" || common.grpcHost === "::" ? "127.0.0.1" : common.grpcHost;
   return {
     ...common,
-    brokerAddr: r.hostPort("BROKER_ADDR"),
+    brokerAddr: r.grpcTarget("BROKER_ADDR"),
     advertiseAddr: advertised?.address ?? `${host}:${common.grpcPort}`,
     verifyKeys,
     maxPayloadBytes: r.int("MAX_PAYLOAD_BYTES", { default: 8 * 1024 * 1024, min: 1024, max: 64 * 1024 * 1024 }),

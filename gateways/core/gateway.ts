@@ -65,7 +65,7 @@ export function createGateway(opts: CreateGatewayOptions): Gateway {
     keyBatch: 64,
     clock,
   };
-  const broker = new BrokerClient(`${config.brokerAddr.host}:${config.brokerAddr.port}`, identity);
+  const broker = new BrokerClient(config.brokerAddr, identity);
   const peers = new PeerClients(identity);
   const tscs = new TscsAuthority({ audience: config.nodeId, k1: config.k1, store, windowMs: config.tscsWindowMs, sessionKeyTtlMs: config.sessionKeyTtlMs, clock });
   let adapter: MediumAdapter | undefined;
