@@ -249,6 +249,10 @@ export class Originator {
     const updated = await this.update(record.messageId, (r) => {
       if (req.segments > 0) r.segments = req.segments;
       if (reroute && reroute.meta!.attempt > r.attempt && !FINAL.has(r.state)) {
+        // The broker's notice names the new route; the failure of the route before it shows in
+        // the status as a step of its own.
+        const failedAt = req.event?.atUnixMs ?? now;
+        this.addEvent(r, eventOf(MessageState.MESSAGE_STATE_FAILED, { atUnixMs: failedAt, medium: r.medium, attempt: r.attempt, failureKind: FailureKind.FAILURE_KIND_TEMPORARY, reason: req.event?.reason ?? "", gatewayId: "" }), false);
         this.applyRelease(r, reroute, now);
         r.transmitted = false;
         r.confirmed = false;
@@ -428,9 +432,11 @@ export class Originator {
     }
   }
 
-  private addEvent(record: OutboxRecord, event: StatusEvent): void {
+  /** Adds a step to the history and, unless `history` only, moves the state forward. */
+  private addEvent(record: OutboxRecord, event: StatusEvent, moveState = true): void {
     const seen = record.events.some((e) => e.state === event.state && e.attempt === event.attempt && e.atUnixMs === event.atUnixMs);
     if (!seen) record.events.push(event);
+    if (!moveState) return;
     if (event.medium !== Medium.MEDIUM_UNSPECIFIED && event.state === MessageState.MESSAGE_STATE_ROUTED) record.medium = event.medium;
     // A fallback (ROUTED on a later attempt) moves the state back; otherwise states only advance.
     const rerouted = event.state === MessageState.MESSAGE_STATE_ROUTED && event.attempt > 1 && !FINAL.has(record.state);
