@@ -88,6 +88,10 @@ images: ## Build the container image (IMAGE=uims:<version>); needs a docker engi
 	@docker info >/dev/null 2>&1 || { echo "images: docker has no engine here (docker info fails), so the image cannot be built on this machine; run: docker build -t $(IMAGE) ." >&2; exit 1; }
 	docker build -t $(IMAGE) .
 
+.PHONY: bench
+bench: build ## Measure the mesh end to end and against a NATS baseline (results in bench/results/)
+	node dist/bench/main.js
+
 .PHONY: clean
 clean: ## Remove build output
 	rm -rf dist build
