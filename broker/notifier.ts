@@ -58,8 +58,7 @@ export class Notifier {
   async enqueue(job: Omit<NoticeJob, "tries">): Promise<void> {
     const full: NoticeJob = { ...job, tries: 0 };
     const member = `${job.messageId}:${job.seq}`;
-    await this.deps.store.set(KEY(member), JSON.stringify(full), this.deps.giveUpAfterMs);
-    await this.deps.store.sortedAdd(DUE, member, this.deps.clock() + LEASE_MS);
+    await Promise.all([this.deps.store.set(KEY(member), JSON.stringify(full), this.deps.giveUpAfterMs), this.deps.store.sortedAdd(DUE, member, this.deps.clock() + LEASE_MS)]);
     void this.deliver(member, full);
   }
 
@@ -107,8 +106,7 @@ export class Notifier {
         if (job.rerouteAttempt === 0) return { messageId: job.messageId, event: job.event, segments: job.segments };
         return { messageId: job.messageId, event: job.event, segments: job.segments, reroute: await this.mintReroute(job, sessionKey) };
       });
-      await this.deps.store.del(KEY(member));
-      await this.deps.store.sortedRemove(DUE, member);
+      await Promise.all([this.deps.store.del(KEY(member)), this.deps.store.sortedRemove(DUE, member)]);
     } catch (err) {
       if ((err as { obsolete?: boolean }).obsolete) {
         // A later report or fallback superseded this re-route: nothing left to tell.

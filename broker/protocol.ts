@@ -267,12 +267,14 @@ export class BrokerProtocol {
       return { state: result.before.state, rerouted: false };
     }
     const meta = decodeMeta(result.before);
-    if (accountedNow) {
-      await this.d.accounting.recordDelivery({ sender: meta.sender, medium: meta.targetMedium, bytes: req.deliveredBytes || meta.contentSize, segments: after.segments, atUnixMs: at });
-    }
     const rerouted = after.attempt !== result.before.attempt;
     if (rerouted) fallbacks.inc({ from_medium: mediumName(meta.targetMedium) });
-    await this.notifyLatest(after, rerouted);
+    await Promise.all([
+      accountedNow
+        ? this.d.accounting.recordDelivery({ sender: meta.sender, medium: meta.targetMedium, bytes: req.deliveredBytes || meta.contentSize, segments: after.segments, atUnixMs: at })
+        : undefined,
+      this.notifyLatest(after, rerouted),
+    ]);
     return { state: after.state, rerouted };
   }
 

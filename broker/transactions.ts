@@ -84,8 +84,9 @@ export class TransactionStore {
 
   /** Creates the transaction unless one exists; returns false when it already existed. */
   async create(txn: Transaction): Promise<boolean> {
-    const created = await this.records.create(KEY(txn.messageId), txn, this.ttlFor(txn));
-    if (created) await this.store.sortedAdd(DEADLINES, txn.messageId, txn.deadlineUnixMs);
+    // The deadline is written alongside; for an existing transaction it only re-states a deadline
+    // the sweeper checks against the transaction anyway.
+    const [created] = await Promise.all([this.records.create(KEY(txn.messageId), txn, this.ttlFor(txn)), this.store.sortedAdd(DEADLINES, txn.messageId, txn.deadlineUnixMs)]);
     return created;
   }
 

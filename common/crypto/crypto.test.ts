@@ -388,3 +388,13 @@ describe("TSCS set-up", () => {
     await expect(pool.acquire()).rejects.toBeInstanceOf(UnauthenticatedError);
   });
 });
+
+describe("canonical encoding of large inputs", () => {
+  test("streams large fields without changing a single byte of the encoding", () => {
+    const { canonicalBytes, sha256Canonical } = jest.requireActual<typeof import("./canonical")>("./canonical");
+    const { createHash } = jest.requireActual<typeof import("node:crypto")>("node:crypto");
+    const big = Buffer.alloc(200 * 1024, 7);
+    const fields = ["text/plain", "subject", big, 3, true, Buffer.from("small")];
+    expect(sha256Canonical("uims.test.v1", fields)).toEqual(createHash("sha256").update(canonicalBytes("uims.test.v1", fields)).digest());
+  });
+});

@@ -40,16 +40,23 @@ export class CasRecords<T> {
         this.known.delete(key);
         return null;
       }
-      const before = JSON.parse(raw) as T;
       const value = JSON.parse(raw) as T;
       if (change(value) === false) {
         this.remember(key, raw);
-        return { before, after: null };
+        return { before: value, after: null };
       }
       const next = JSON.stringify(value);
       if (await this.store.compareAndSet(key, raw, next, ttlMs(value))) {
         this.remember(key, next);
-        return { before, after: value };
+        // Most callers never look at the record before the change: parse it only on demand.
+        const previous = raw;
+        let before: T | undefined;
+        return {
+          get before(): T {
+            return (before ??= JSON.parse(previous) as T);
+          },
+          after: value,
+        };
       }
       raw = await this.store.get(key);
     }

@@ -123,9 +123,14 @@ export class Destination {
     };
     // The payload first: a record never names content that is not stored. A repeated
     // transmission writes the same bytes again (the digest above pins them).
-    await this.o.store.set(PAYLOAD(meta.messageId), Buffer.from(Payload.encode(payload).finish()).toString("base64"), this.ttl(record));
     // Idempotent by message id: a re-sent transmission is acknowledged and not delivered twice.
-    if (!(await this.records.create(KEY(meta.messageId), record, this.ttl(record)))) {
+    // The lease on the delivery is taken in the same round trip; for a repeat it finds nothing to do.
+    const [, created] = await Promise.all([
+      this.o.store.set(PAYLOAD(meta.messageId), Buffer.from(Payload.encode(payload).finish()).toString("base64"), this.ttl(record)),
+      this.records.create(KEY(meta.messageId), record, this.ttl(record)),
+      this.deliveries.schedule(meta.messageId, this.o.clock() + 15_000),
+    ]);
+    if (!created) {
       // The broker may route a message back here after it failed here: a new attempt.
       const renewed = await this.records.update(
         KEY(meta.messageId),
@@ -138,7 +143,6 @@ export class Destination {
       );
       if (!renewed?.after) return false;
     }
-    await this.deliveries.schedule(meta.messageId, this.o.clock() + 15_000);
     if (this.fresh.size < FRESH_LIMIT) this.fresh.set(meta.messageId, payload);
     void this.deliveries.runNow(meta.messageId, true);
     return true;
@@ -197,11 +201,8 @@ export class Destination {
     );
     if (!result?.after) return;
     const wasDelivered = result.before.state === "delivered";
-    await this.deliveries.remove(messageId);
-    if (to !== "received") {
-      this.fresh.delete(messageId);
-      await this.o.store.del(PAYLOAD(messageId));
-    }
+    if (to !== "received") this.fresh.delete(messageId);
+    await Promise.all([this.deliveries.remove(messageId), to !== "received" ? this.o.store.del(PAYLOAD(messageId)) : undefined]);
     if (to === "handed" || to === "received") return;
     if (to !== "read") messages.inc({ role: "received", medium: mediumName(this.o.medium), outcome: to });
     // A read implies delivery: report both so the broker books the delivery.

@@ -197,9 +197,12 @@ export class Originator {
     };
     // Written first, with a lease on the work queue: if this process dies before the broker
     // answers, a restart picks the message up again.
-    await this.o.store.set(PAYLOAD(messageId), Buffer.from(Payload.encode(input.payload).finish()).toString("base64"), this.ttl(record));
-    await this.create(record);
-    await this.queue.schedule(messageId, now + 15_000);
+    // Independent writes go out together (one round trip).
+    await Promise.all([
+      this.o.store.set(PAYLOAD(messageId), Buffer.from(Payload.encode(input.payload).finish()).toString("base64"), this.ttl(record)),
+      this.create(record),
+      this.queue.schedule(messageId, now + 15_000),
+    ]);
     let release: Release;
     try {
       release = await this.o.broker.submit(meta);
