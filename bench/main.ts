@@ -80,16 +80,28 @@ export async function runBenchmark(o: Options): Promise<Record<string, unknown>>
       baseline = new NatsBaseline();
       await baseline.start();
     }
+    // The broker has background work of its own (deadline and notice sweeps, registry refresh,
+    // health checks, heartbeats): measured idle, it is subtracted so that the figures below are
+    // the cost of the messages alone.
+    progress("broker at rest ...");
+    const idleMs = o.quick ? 500 : 3_000;
+    const idleBefore = sampleProcess(bench.brokerPid);
+    await new Promise((r) => setTimeout(r, idleMs));
+    const idle = delta(idleBefore, sampleProcess(bench.brokerPid));
+    const idlePerMs = { cpuMs: idle.cpuMs / idleMs, readBytes: idle.readBytes / idleMs };
     const sweep: SweepRow[] = [];
     for (const size of o.sizes) {
       const concurrency = concurrencyFor(size);
       const maxMessages = o.quick ? 20 : undefined;
       progress(`payload sweep: ${human(size)} through the mesh ...`);
       const before = sampleProcess(bench.brokerPid);
+      const started = Date.now();
       const run = await load.closedLoop({ concurrency, durationMs: ms, size, ...(maxMessages ? { maxMessages } : {}) });
       // Reports and notices trail the arrivals; let the broker finish before reading its counters.
       await new Promise((r) => setTimeout(r, 300));
-      const used = delta(before, sampleProcess(bench.brokerPid));
+      const raw = delta(before, sampleProcess(bench.brokerPid));
+      const elapsed = Date.now() - started;
+      const used = { cpuMs: Math.max(0, raw.cpuMs - idlePerMs.cpuMs * elapsed), readBytes: Math.max(0, raw.readBytes - idlePerMs.readBytes * elapsed) };
       const row: SweepRow = {
         size,
         mesh: { messages: run.arrived, rate: run.rate, brokerCpuMsPerMessage: used.cpuMs / Math.max(1, run.arrived), brokerBytesPerMessage: used.readBytes / Math.max(1, run.arrived) },
@@ -109,6 +121,7 @@ export async function runBenchmark(o: Options): Promise<Record<string, unknown>>
       peak: { concurrency: peakConcurrency, ...peak! },
       latencyAtHalfPeak: { ...latency, targetRate: halfRate },
       sweep,
+      brokerIdle: { cpuMsPerSecond: idlePerMs.cpuMs * 1000, bytesPerSecond: idlePerMs.readBytes * 1000 },
       brokerCostSpread: { cpu: spread(sweep.map((r) => r.mesh.brokerCpuMsPerMessage)), bytes: spread(sweep.map((r) => r.mesh.brokerBytesPerMessage)) },
       meshBeatsBaselineFrom: crossover?.size ?? null,
     };

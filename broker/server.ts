@@ -1,12 +1,11 @@
 import { AdminServiceService } from "../gen/uims/admin/v1/admin";
 import { BrokerServiceService } from "../gen/uims/broker/v1/broker";
 import { TscsAuthority } from "../common/crypto/tscs";
-import { channelOptions, clientCredentials } from "../common/grpc-client";
 import { bindServer, createGrpcServer, serverCredentials, type GrpcServer } from "../common/grpc-server";
 import type { Logger } from "../common/logger";
+import { meshIdentity } from "../common/member-config";
 import { BROKER_AUDIENCE } from "../common/mesh/broker-client";
 import { InFlight } from "../common/mesh/multiplex";
-import type { MeshIdentity } from "../common/mesh/peer";
 import { HealthMonitor, storeCheck } from "../common/health-monitor";
 import type { Store } from "../common/store";
 import { Accounting } from "./accounting";
@@ -36,15 +35,7 @@ export interface BrokerServer extends GrpcServer {
 /** Builds the broker from its configuration and store; does not bind. */
 export function createBrokerServer(config: BrokerConfig, store: Store, logger: Logger, clock: () => number = Date.now): BrokerServer {
   const tscs = new TscsAuthority({ audience: BROKER_AUDIENCE, k1: config.k1, store, windowMs: config.tscsWindowMs, sessionKeyTtlMs: config.sessionKeyTtlMs, clock });
-  const identity: MeshIdentity = {
-    nodeId: config.nodeId,
-    k1: config.k1,
-    credentials: clientCredentials(config.tls),
-    channelOptions: channelOptions({ maxMessageBytes: config.maxMessageBytes }),
-    callTimeoutMs: 5_000,
-    keyBatch: 64,
-    clock,
-  };
+  const identity = meshIdentity(config, config.maxMessageBytes, clock);
   const releaseKeys = { k1: config.k1, k2: config.k2, signing: config.signingKey };
   const profiles = new ProfileDirectory(store, clock);
   const registry = new GatewayRegistry(store, { heartbeatIntervalMs: config.heartbeatIntervalMs, clock });

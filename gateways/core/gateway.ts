@@ -2,12 +2,11 @@ import type { Logger } from "pino";
 import { NodeKind } from "../../gen/uims/broker/v1/broker";
 import { GatewayServiceService } from "../../gen/uims/gateway/v1/gateway";
 import { TscsAuthority } from "../../common/crypto/tscs";
-import { channelOptions, clientCredentials } from "../../common/grpc-client";
 import { bindServer, createGrpcServer, serverCredentials, type GrpcServer } from "../../common/grpc-server";
+import { meshIdentity } from "../../common/member-config";
 import { BrokerClient } from "../../common/mesh/broker-client";
 import { InFlight } from "../../common/mesh/multiplex";
 import { NodeAgent } from "../../common/mesh/node-agent";
-import type { MeshIdentity } from "../../common/mesh/peer";
 import { PeerClients } from "../../common/mesh/peers";
 import { HealthMonitor, storeCheck } from "../../common/health-monitor";
 import type { Store } from "../../common/store";
@@ -56,15 +55,7 @@ export function createGateway(opts: CreateGatewayOptions): Gateway {
   const { config, store, logger } = opts;
   const clock = opts.clock ?? Date.now;
   const maxMessageBytes = config.maxPayloadBytes + ENVELOPE_BYTES;
-  const identity: MeshIdentity = {
-    nodeId: config.nodeId,
-    k1: config.k1,
-    credentials: clientCredentials(config.tls),
-    channelOptions: channelOptions({ maxMessageBytes }),
-    callTimeoutMs: 5_000,
-    keyBatch: 64,
-    clock,
-  };
+  const identity = meshIdentity(config, maxMessageBytes, clock);
   const broker = new BrokerClient(config.brokerAddr, identity);
   const peers = new PeerClients(identity);
   const tscs = new TscsAuthority({ audience: config.nodeId, k1: config.k1, store, windowMs: config.tscsWindowMs, sessionKeyTtlMs: config.sessionKeyTtlMs, clock });

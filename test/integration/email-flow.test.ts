@@ -22,6 +22,7 @@ import {
   type StoreKind,
 } from "../support/mesh";
 import { SmtpSink, swaks, type ReceivedMail } from "../support/smtp";
+import { until } from "../support/wait";
 
 /**
  * The email gateway in a mesh on loopback: a broker, an im gateway and the email gateway in
@@ -34,15 +35,6 @@ type MeshSecrets = ReturnType<typeof generateMeshSecrets>;
 
 const MAX_BYTES = 256 * 1024;
 
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 interface RunningEmailGateway {
   email: EmailGateway;

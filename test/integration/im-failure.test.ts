@@ -2,16 +2,8 @@ import type { InboxResponse } from "../../gen/uims/client/v1/client";
 import { FailureKind, Medium, MessageState } from "../../gen/uims/common/v1/types";
 import { callUnary } from "../../common/mesh/peer";
 import { createProfile, generateMeshSecrets, startBroker, startImGateway, testStore, type RunningBroker, type RunningImGateway } from "../support/mesh";
+import { until } from "../support/wait";
 
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("a message that cannot be delivered ends with a non-delivery report to its sender", () => {
   const secrets = generateMeshSecrets();

@@ -3,20 +3,12 @@ import { AckKind, type InboxResponse } from "../../gen/uims/client/v1/client";
 import { Medium, MessageState } from "../../gen/uims/common/v1/types";
 import { callUnary } from "../../common/mesh/peer";
 import { createProfile, generateMeshSecrets, startBroker, startImGateway, STORE_KINDS, testStore, type RunningBroker, type RunningImGateway } from "../support/mesh";
+import { until } from "../support/wait";
 
 function text(body: string) {
   return { contentType: "text/plain; charset=utf-8", body: Buffer.from(body), attachments: [], subject: "" };
 }
 
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe.each(STORE_KINDS)("im gateways through the broker (%s stores)", (kind) => {
   const secrets = generateMeshSecrets();

@@ -6,16 +6,8 @@ import { createStore } from "../../common/store";
 import { healthStatus } from "../support/health";
 import { createProfile, generateMeshSecrets, startBroker, startImGateway, testStore, type RunningBroker, type RunningImGateway } from "../support/mesh";
 import { startRedisServer, type RedisServerHandle } from "../support/redis-server";
+import { until } from "../support/wait";
 
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function text(body: string | Buffer) {
   return { contentType: "text/plain", body: Buffer.isBuffer(body) ? body : Buffer.from(body), attachments: [], subject: "" };
@@ -98,9 +90,9 @@ describe("operations: metrics, health, limits", () => {
     expect(await healthStatus(gw.clientEndpoint)).toBe("SERVING");
     expect(await healthStatus(`127.0.0.1:${gw.meshPort}`, "uims.gateway.v1.GatewayService")).toBe("SERVING");
     await redis.stop();
-    await until(async () => ((await healthStatus(gw.clientEndpoint)) === "NOT_SERVING" ? true : undefined));
+    await until(async () => ((await healthStatus(gw.clientEndpoint).catch(() => "")) === "NOT_SERVING" ? true : undefined), 15_000);
     expect(await healthStatus(`127.0.0.1:${gw.meshPort}`)).toBe("NOT_SERVING");
     redis = await startRedisServer(redis.port);
-    await until(async () => ((await healthStatus(gw.clientEndpoint)) === "SERVING" ? true : undefined), 20_000);
+    await until(async () => ((await healthStatus(gw.clientEndpoint).catch(() => "")) === "SERVING" ? true : undefined), 20_000);
   }, 40_000);
 });

@@ -31,19 +31,11 @@ import {
   type RunningBroker,
   type RunningImGateway,
 } from "../support/mesh";
+import { until } from "../support/wait";
 
 const PERMISSION_DENIED = 7;
 const FAILED_PRECONDITION = 9;
 
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 8_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** A gateway core for a medium that has no gateway yet in this process: it records what it is given and reports it delivered. */
 interface RecordingDestination {

@@ -5,16 +5,8 @@ import { shutdownTelemetry, startTelemetry } from "../../common/telemetry";
 import { callUnary } from "../../common/mesh/peer";
 import { startProcessor, type RunningProcessor } from "../../processor/testing";
 import { createProfile, generateMeshSecrets, startBroker, startImGateway, testStore, type RunningBroker, type RunningImGateway } from "../support/mesh";
+import { until } from "../support/wait";
 
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe("a converted message keeps one trace", () => {
   const exporter = new InMemorySpanExporter();

@@ -22,6 +22,7 @@ import {
   type StoreKind,
 } from "../support/mesh";
 import { TestSmsc } from "../support/smsc";
+import { until } from "../support/wait";
 
 /**
  * The sms gateway in a mesh on loopback: broker, an im gateway, the processor and the sms
@@ -33,15 +34,6 @@ const PHONE = "+491701234567";
 
 type Secrets = ReturnType<typeof generateMeshSecrets>;
 
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 function text(body: string) {
   return { contentType: "text/plain; charset=utf-8", body: Buffer.from(body), attachments: [], subject: "" };

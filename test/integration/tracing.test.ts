@@ -4,16 +4,8 @@ import { Medium, MessageState } from "../../gen/uims/common/v1/types";
 import { shutdownTelemetry, startTelemetry } from "../../common/telemetry";
 import { callUnary } from "../../common/mesh/peer";
 import { createProfile, generateMeshSecrets, startBroker, startImGateway, testStore, type RunningBroker, type RunningImGateway } from "../support/mesh";
+import { until } from "../support/wait";
 
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe("one trace per message", () => {
   const exporter = new InMemorySpanExporter();

@@ -80,15 +80,7 @@ export function followInbox(h: ClientHandle, afterCursor = ""): { received: Inbo
   return { received, cancel: () => stream.cancel() };
 }
 
-export async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000, what = "condition"): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+export { until } from "./wait";
 
 /** Generates the Python stubs once per run. */
 export function pythonStubs(): string {
