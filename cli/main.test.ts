@@ -2,6 +2,7 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { swaks } from "../test/support/smtp";
 import { processAlive, statePath, type MeshState } from "./state";
 
 /**
@@ -52,44 +53,80 @@ function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((ok) => child.once("exit", (code) => ok(code)));
 }
 
-describe("uims command line against a mesh started by `uims up`", () => {
+/** A `uims up` process and what it printed so far. */
+interface UpRun {
+  up: ChildProcess;
+  stateDir: string;
+  state: MeshState;
+  out: string;
+  err: string;
+  /** The servers it started. */
+  childPids: number[];
+}
+
+/** Starts `uims up` with these arguments in a fresh state dir; resolves once it printed its ready block. */
+async function startUp(args: string[]): Promise<UpRun> {
   const stateDir = mkdtempSync(join(tmpdir(), "uims-cli-"));
-  let up: ChildProcess | undefined;
-  let upOut = "";
-  let upErr = "";
+  const up = spawn(process.execPath, [MAIN, "up", "--state-dir", stateDir, ...args], { env: cliEnv(), stdio: ["ignore", "pipe", "pipe"] });
+  const run: Omit<UpRun, "state"> = { up, stateDir, out: "", err: "", childPids: [] };
+  up.stdout!.on("data", (c: Buffer) => (run.out += c.toString()));
+  up.stderr!.on("data", (c: Buffer) => (run.err += c.toString()));
+  const state = await until(
+    () => {
+      if (up.exitCode !== null) throw new Error(`uims up exited with ${up.exitCode}:\n${run.out}\n${run.err}`);
+      return existsSync(statePath(stateDir)) ? (JSON.parse(readFileSync(statePath(stateDir), "utf8")) as MeshState) : undefined;
+    },
+    20_000,
+    "mesh.json",
+  );
+  // mesh.json is written just before the ready block.
+  await until(() => (run.out.includes("Ctrl-C stops everything") ? true : undefined), 5_000, "the ready block");
+  run.childPids.push(state.broker.pid!, ...Object.values(state.gateways).map((g) => g.pid!));
+  return Object.assign(run, { state });
+}
+
+/** Only after a failure: the tests themselves stop the mesh. */
+function killLeftovers(run: UpRun | undefined): void {
+  if (!run || run.up.exitCode !== null || run.up.signalCode !== null) return;
+  run.up.kill("SIGKILL");
+  for (const pid of run.childPids) if (processAlive(pid)) process.kill(pid, "SIGKILL");
+}
+
+/** SIGTERM to `uims up`: it exits 0, every server it started is gone, and so is mesh.json. */
+async function stopUp(run: UpRun): Promise<void> {
+  run.up.kill("SIGTERM");
+  expect(await exited(run.up)).toBe(0);
+  expect(run.err).toContain("stopped");
+  expect(run.childPids.filter(processAlive)).toEqual([]);
+  expect(existsSync(statePath(run.stateDir))).toBe(false);
+}
+
+describe("uims command line against a mesh started by `uims up --no-peers`", () => {
+  let run: UpRun | undefined;
+  let stateDir: string;
   let state: MeshState;
-  const childPids: number[] = [];
+  let childPids: number[];
+  const upOut = () => run!.out;
 
   beforeAll(async () => {
     requireBuild();
-    up = spawn(process.execPath, [MAIN, "up", "--state-dir", stateDir], { env: cliEnv(), stdio: ["ignore", "pipe", "pipe"] });
-    up.stdout!.on("data", (c: Buffer) => (upOut += c.toString()));
-    up.stderr!.on("data", (c: Buffer) => (upErr += c.toString()));
-    state = await until(
-      () => {
-        if (up!.exitCode !== null) throw new Error(`uims up exited with ${up!.exitCode}:\n${upOut}\n${upErr}`);
-        return existsSync(statePath(stateDir)) ? (JSON.parse(readFileSync(statePath(stateDir), "utf8")) as MeshState) : undefined;
-      },
-      20_000,
-      "mesh.json",
-    );
-    childPids.push(state.broker.pid!, ...Object.values(state.gateways).map((g) => g.pid!));
+    run = await startUp(["--no-peers"]);
+    ({ stateDir, state, childPids } = run);
   }, 30_000);
 
-  afterAll(async () => {
-    // Only after a failure: the test itself stops the mesh.
-    if (up && up.exitCode === null && up.signalCode === null) {
-      up.kill("SIGKILL");
-      for (const pid of childPids) if (processAlive(pid)) process.kill(pid, "SIGKILL");
-    }
-  });
+  afterAll(() => killLeftovers(run));
 
   test("up prints the components and what to try, and writes mesh.json for its clients", () => {
-    expect(upOut).toMatch(/broker-0\s+broker\s+mesh\+admin 127\.0\.0\.1:\d+\s+\d+/);
-    expect(upOut).toMatch(/gw-im-1\s+im gateway\s+client 127\.0\.0\.1:\d+, mesh 127\.0\.0\.1:\d+/);
-    expect(upOut).toMatch(/gw-im-2\s+im gateway/);
-    expect(upOut).toContain('uims send --as alice --to bob "hello"');
-    expect(upOut).toContain("uims inbox --as bob");
+    expect(upOut()).toMatch(/broker-0\s+broker\s+mesh\+admin 127\.0\.0\.1:\d+\s+\d+/);
+    expect(upOut()).toMatch(/gw-im-1\s+im gateway\s+client 127\.0\.0\.1:\d+, mesh 127\.0\.0\.1:\d+/);
+    expect(upOut()).toMatch(/gw-im-2\s+im gateway/);
+    expect(upOut()).toMatch(/proc-1\s+processor/);
+    expect(upOut()).toContain('uims send --as alice --to bob "hello"');
+    expect(upOut()).toContain("uims inbox --as bob");
+    // --no-peers: no email or sms gateway, no local SMSC or SMTP sink, no mail demo.
+    expect(Object.keys(state.gateways).sort()).toEqual(["gw-im-1", "gw-im-2", "proc-1"]);
+    expect(state.peers).toBeUndefined();
+    expect(upOut()).not.toContain("swaks");
     expect(Object.keys(state.clients).sort()).toEqual(["alice", "bob", "carol"]);
     expect(state.clients.alice!.gateway).toBe("gw-im-1");
     expect(state.clients.bob!.gateway).toBe("gw-im-2");
@@ -138,12 +175,69 @@ describe("uims command line against a mesh started by `uims up`", () => {
     expect(refused.stderr).toMatch(/^uims: error: NOT_FOUND: /);
     expect(refused.stderr).not.toMatch(/\bat .*\.js:\d+/);
 
-    up!.kill("SIGTERM");
-    expect(await exited(up!)).toBe(0);
-    expect(upErr).toContain("stopped");
-    expect(childPids.filter(processAlive)).toEqual([]);
-    expect(existsSync(statePath(stateDir))).toBe(false);
+    await stopUp(run!);
   }, 45_000);
+});
+
+describe("the demo of `uims up`: email and sms gateways with a local SMSC and SMTP sink", () => {
+  let run: UpRun | undefined;
+  let smtpPort: number;
+  const dir = () => ["--state-dir", run!.stateDir];
+
+  beforeAll(async () => {
+    requireBuild();
+    run = await startUp([]);
+    smtpPort = Number(run.state.gateways["gw-email-1"]?.smtpEndpoint?.split(":")[1]);
+  }, 30_000);
+
+  afterAll(() => killLeftovers(run));
+
+  test("up starts the email and sms gateways and the local peers, and prints the mail demo with its port", () => {
+    const out = run!.out;
+    expect(out).toMatch(/gw-email-1\s+email gateway\s+smtp 127\.0\.0\.1:\d+, mesh 127\.0\.0\.1:\d+\s+\d+/);
+    expect(out).toMatch(/gw-sms-1\s+sms gateway\s+mesh 127\.0\.0\.1:\d+/);
+    expect(out).toMatch(new RegExp(`smsc\\s+local SMSC\\s+smpp 127\\.0\\.0\\.1:\\d+\\s+${run!.up.pid}\\s+this terminal`));
+    expect(out).toMatch(/smtp-sink\s+SMTP sink\s+smtp 127\.0\.0\.1:\d+/);
+    expect(smtpPort).toBeGreaterThan(0);
+    expect(out).toContain(`swaks --server 127.0.0.1 --port ${smtpPort} --from friend@example.org --to bob@uims.local --header "Subject: hello" --body "Mail turned into SMS"`);
+    expect(out).toContain('uims send --as alice --to sms:+491701234567 "hi"');
+    expect(out).toContain('uims send --as alice --to mailto:someone@example.org "hi"');
+    expect(Object.keys(run!.state.gateways).sort()).toEqual(["gw-email-1", "gw-im-1", "gw-im-2", "gw-sms-1", "proc-1"]);
+    expect(run!.state.peers?.smsc).toMatch(/^smpp:\/\/127\.0\.0\.1:\d+$/);
+  });
+
+  test("a mail for bob, who is not online in im, becomes an SMS to his phone, DELIVERED by the SMSC's receipt", async () => {
+    const mail = await swaks(smtpPort, ["--from", "friend@example.org", "--to", "bob@uims.local", "--header", "Subject: hello", "--body", "Mail turned into SMS"]);
+    expect(mail.exitCode).toBe(0);
+    const messageId = /^250 2\.0\.0 OK: queued as (\S+)$/.exec(mail.decisive)?.[1];
+    expect(messageId).toBeDefined();
+
+    await until(() => (run!.out.includes('local SMSC SMS to +491701234567 from +4915550000, GSM 7-bit, 1 segment: "hello\\nMail turned into SMS"') ? true : undefined), 10_000, "the SMS at the local SMSC");
+    const tx = await until(
+      async () => {
+        const r = await uims([...dir(), "tx", messageId!]);
+        return /^state\s+DELIVERED on sms$/m.test(r.stdout) ? r : undefined;
+      },
+      10_000,
+      "DELIVERED on sms",
+    );
+    expect(tx.stdout).toMatch(/^sender\s+mailto:friend@example\.org$/m);
+    expect(tx.stdout).toMatch(/^\S+\s+ROUTED\s+sms\s+1\s+gw-sms-1\s+sms to \+491701234567 via proc-1/m);
+    expect(run!.out).toMatch(/local SMSC receipt DELIVRD for \w+ sent, the gateway answered ESME_ROK/);
+  }, 30_000);
+
+  test("im to mail reaches the SMTP sink, im to SMS the local SMSC; SIGTERM stops everything", async () => {
+    const mail = await uims([...dir(), "send", "--as", "alice", "--to", "mailto:x@example.org", "-q", "hi by mail"]);
+    expect(mail.stderr).toBe("");
+    const mailId = mail.stdout.trim();
+    await until(() => (run!.out.includes(`SMTP sink  mail to x@example.org from alice@uims.local, subject "Message from alice", message ${mailId}: "hi by mail"`) ? true : undefined), 10_000, "the mail at the sink");
+
+    const sms = await uims([...dir(), "send", "--as", "alice", "--to", "sms:+491709999999", "-q", "hi by SMS"]);
+    expect(sms.stderr).toBe("");
+    await until(() => (run!.out.includes('local SMSC SMS to +491709999999 from +4915550000, GSM 7-bit, 1 segment: "hi by SMS"') ? true : undefined), 10_000, "the SMS at the SMSC");
+
+    await stopUp(run!);
+  }, 30_000);
 });
 
 describe("uims without a mesh", () => {

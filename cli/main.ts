@@ -13,7 +13,7 @@ import { keys } from "./commands/keys";
 import { addProfile, deleteProfile, listProfiles, rotateToken, showProfile, type AddProfileOptions } from "./commands/profiles";
 import { send, type SendOptions } from "./commands/send";
 import { status, type StatusOptions } from "./commands/status";
-import { up } from "./commands/up";
+import { up, type UpOptions } from "./commands/up";
 
 /** The `uims` command line: wiring only; each command lives in commands/. */
 
@@ -88,10 +88,13 @@ export function buildProgram(): Command {
 
   program
     .command("up")
-    .description("start the whole mesh locally (broker and im gateways) with demo clients alice, bob and carol; Ctrl-C stops it")
+    .description(
+      "start the whole mesh locally (broker, im, email and sms gateways, processor, and a local SMSC and SMTP sink for the gateways to talk to) with demo clients alice, bob and carol; Ctrl-C stops it",
+    )
     .addOption(new Option("--redis <url>", "share one Redis between all servers (default: embedded store per process)").env("REDIS_URL"))
     .option("--im <count>", "number of im gateways", "2")
-    .action(action((ctx, opts: { redis?: string; im: string }) => up(opts, ctx)));
+    .option("--no-peers", "only the broker, the im gateways and the processor: no email and sms gateways, no local SMSC and SMTP sink")
+    .action(action((ctx, opts: UpOptions) => up(opts, ctx)));
 
   clientOptions(
     program

@@ -20,6 +20,8 @@ export interface NodeEntry {
   endpoint: string;
   /** Public client API (im gateways). */
   clientEndpoint?: string;
+  /** SMTP listener (email gateways). */
+  smtpEndpoint?: string;
   pid?: number;
   logFile?: string;
 }
@@ -43,6 +45,8 @@ export interface MeshState {
   gateways: Record<string, NodeEntry>;
   /** By client id. */
   clients: Record<string, ClientEntry>;
+  /** The local SMSC and SMTP sink that `uims up` runs for the sms and email gateways (absent with --no-peers). */
+  peers?: { smsc: string; smtpSink: string };
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;

@@ -4,31 +4,72 @@ import { status as grpcStatus } from "@grpc/grpc-js";
 import type { AdminServiceClient, Profile } from "../../gen/uims/admin/v1/admin";
 import { Medium } from "../../gen/uims/common/v1/types";
 import { errorCode } from "../../common/mesh/peer";
-import { LocalMesh, entryPoint, type ComponentKind, type RunningComponent } from "../local-mesh";
+import { LocalMesh, entryPoint, freeLoopbackPort, type ComponentKind, type RunningComponent } from "../local-mesh";
 import { connectAdmin, type Connection, type Context } from "../connect";
+import { describeMail, describeSms, RECEIPT_DELAY_MS, startDevPeers, type DevPeers } from "../dev-peers";
 import { introduce } from "../introduce";
 import { CliError, describeError } from "../errors";
-import { bold, cyan, dim, green, red, table, yellow } from "../format";
+import { bold, cyan, dim, formatTime, green, red, table, yellow } from "../format";
 import { parseCount } from "../parse";
+import { statusName } from "../../gateways/sms/smpp-status";
 import { processAlive, readState, removeState, statePath, writeState, type MeshState, type NodeEntry } from "../state";
 
 export interface UpOptions {
   redis?: string;
   im: string;
+  /** False (`--no-peers`): no email and sms gateways, no local SMSC and SMTP sink. */
+  peers?: boolean;
+}
+
+/** The local SMSC and SMTP sink, and the port the email gateway takes mail on. */
+interface Peers {
+  smpp: DevPeers["smpp"];
+  relayUrl: string;
+  smtpPort: number;
 }
 
 interface MeshShape {
   im: number;
+  peers?: Peers;
 }
 
+const MAIL_DOMAIN = "uims.local";
+/** The sms gateway's sender number, and its number for bob (an SMS to it reaches bob). */
+const SMS_SOURCE = "+4915550000";
+const SMS_INBOUND_NUMBERS = "+4915550001:bob";
+/** bob's phone in the demo profile. */
+const BOB_PHONE = "+491701234567";
+
 /**
- * The components `uims up` starts, in start order (the broker first: gateways register with it).
- * Adding a kind of server is one line here, once LocalMesh knows how to start it.
+ * The components `uims up` starts, in start order (the broker first: gateways register with it),
+ * each with its own environment on top of the mesh's. Adding a kind of server is one line here,
+ * once LocalMesh knows how to start it.
  */
-const COMPONENTS: ReadonlyArray<{ kind: ComponentKind; role: string; nodeIds: (shape: MeshShape) => string[] }> = [
+const COMPONENTS: ReadonlyArray<{ kind: ComponentKind; role: string; nodeIds: (shape: MeshShape) => string[]; env?: (shape: MeshShape) => Record<string, string> }> = [
   { kind: "broker", role: "broker", nodeIds: () => ["broker-0"] },
   { kind: "im", role: "im gateway", nodeIds: (s) => numbered("gw-im", s.im) },
-  { kind: "processor", role: "processor", nodeIds: () => ["proc-1"] },
+  { kind: "processor", role: "processor", nodeIds: () => ["proc-1"], env: () => ({ MAIL_DOMAIN }) },
+  {
+    kind: "email",
+    role: "email gateway",
+    nodeIds: (s) => (s.peers ? ["gw-email-1"] : []),
+    env: (s) => ({ SMTP_HOST: "127.0.0.1", SMTP_PORT: String(s.peers!.smtpPort), SMTP_RELAY_URL: s.peers!.relayUrl, MAIL_DOMAIN }),
+  },
+  {
+    kind: "sms",
+    role: "sms gateway",
+    nodeIds: (s) => (s.peers ? ["gw-sms-1"] : []),
+    env: (s) => ({
+      SMPP_URL: s.peers!.smpp.url,
+      SMPP_SYSTEM_ID: s.peers!.smpp.systemId,
+      SMPP_PASSWORD: s.peers!.smpp.password,
+      SMPP_SOURCE_ADDR: SMS_SOURCE,
+      SMS_INBOUND_NUMBERS,
+      // The local SMSC is up before the gateway: the first bind succeeds; a quick retry otherwise.
+      SMPP_RECONNECT_MIN_MS: "200",
+      SMPP_RECONNECT_MAX_MS: "5s",
+    }),
+  },
 ];
 
 function numbered(prefix: string, count: number): string[] {
@@ -47,7 +88,7 @@ const DEMO_CLIENTS: ReadonlyArray<{ profile: Partial<Profile> & { clientId: stri
       displayName: "Bob",
       addresses: [
         { medium: Medium.MEDIUM_IM, address: "bob" },
-        { medium: Medium.MEDIUM_SMS, address: "+491701234567" },
+        { medium: Medium.MEDIUM_SMS, address: BOB_PHONE },
         { medium: Medium.MEDIUM_EMAIL, address: "bob@example.org" },
       ],
       preferredMedia: [Medium.MEDIUM_IM, Medium.MEDIUM_SMS, Medium.MEDIUM_EMAIL],
@@ -113,12 +154,24 @@ function invocation(stateDir: string): string[] {
   return [`alias uims='UIMS_STATE_DIR=${quote(stateDir)} node ${quote(resolve(script))}'    ${dim("# or `npm link` once")}`];
 }
 
-function componentRows(mesh: LocalMesh, roles: Map<string, string>): string[][] {
-  return [...mesh.components.values()].map((c) => {
+/** The email gateway's SMTP listener, from the environment it was started with. */
+function smtpEndpoint(c: RunningComponent): string | undefined {
+  return c.spec.kind === "email" && c.spec.env?.SMTP_PORT ? `127.0.0.1:${c.spec.env.SMTP_PORT}` : undefined;
+}
+
+function componentRows(mesh: LocalMesh, roles: Map<string, string>, peers: DevPeers | undefined): string[][] {
+  const rows = [...mesh.components.values()].map((c) => {
     const meshSide = c.spec.kind === "broker" ? `mesh+admin ${c.endpoint}` : `mesh ${c.endpoint}`;
-    const endpoints = c.clientEndpoint ? `client ${c.clientEndpoint}, ${meshSide}` : meshSide;
+    const outside = c.clientEndpoint ? `client ${c.clientEndpoint}` : smtpEndpoint(c) ? `smtp ${smtpEndpoint(c)}` : undefined;
+    const endpoints = outside ? `${outside}, ${meshSide}` : meshSide;
     return [c.spec.nodeId, roles.get(c.spec.nodeId) ?? c.spec.kind, endpoints, String(c.process.pid ?? "-"), shown(c.logFile)];
   });
+  if (peers) {
+    const here = String(process.pid);
+    rows.push(["smsc", "local SMSC", `smpp 127.0.0.1:${peers.smsc.url.split(":").pop()}`, here, "this terminal"]);
+    rows.push(["smtp-sink", "SMTP sink", `smtp 127.0.0.1:${peers.sink.port}`, here, "this terminal"]);
+  }
+  return rows;
 }
 
 /** Keeps the previous run's log beside the new one instead of appending to it. */
@@ -129,6 +182,7 @@ function rotateLog(logDir: string, nodeId: string): void {
 
 export async function up(opts: UpOptions, ctx: Context): Promise<number> {
   const shape: MeshShape = { im: parseCount(opts.im, "--im", 1, 16) };
+  const withPeers = opts.peers ?? true;
   const redisUrl = opts.redis ?? (process.env.REDIS_URL || undefined);
   if (redisUrl !== undefined && !/^rediss?:\/\/./.test(redisUrl)) throw new CliError(`--redis "${redactUrl(redisUrl)}" is not a redis:// or rediss:// URL`);
   for (const c of COMPONENTS) entryPoint(c.kind);
@@ -141,12 +195,32 @@ export async function up(opts: UpOptions, ctx: Context): Promise<number> {
   const logDir = join(stateDir, "logs");
   mkdirSync(logDir, { recursive: true, mode: 0o700 });
 
-  const specs = COMPONENTS.flatMap((c) => c.nodeIds(shape).map((nodeId) => ({ nodeId, kind: c.kind, role: c.role })));
+  // The outside world of the email and sms gateways, in this process: what they receive is
+  // printed here.
+  let peers: DevPeers | undefined;
+  if (withPeers) {
+    const say = (line: string) => process.stdout.write(`${dim(formatTime(Date.now()))} ${line}\n`);
+    peers = await startDevPeers({
+      onSms: (sms) => say(`${cyan("local SMSC")} ${describeSms(sms)}`),
+      onMail: (mail) => say(`${cyan("SMTP sink")}  ${describeMail(mail, MAIL_DOMAIN)}`),
+      onReceipt: (submit, stat, outcome) =>
+        say(
+          dim(
+            "error" in outcome
+              ? `local SMSC receipt ${stat} for ${submit.smscMessageId} not sent: ${outcome.error.message}`
+              : `local SMSC receipt ${stat} for ${submit.smscMessageId} sent, the gateway answered ${statusName(outcome.status)}`,
+          ),
+        ),
+    });
+    shape.peers = { smpp: peers.smpp, relayUrl: peers.relayUrl, smtpPort: await freeLoopbackPort() };
+  }
+
+  const specs = COMPONENTS.flatMap((c) => c.nodeIds(shape).map((nodeId) => ({ nodeId, kind: c.kind, role: c.role, env: c.env?.(shape) })));
   const roles = new Map(specs.map((s) => [s.nodeId, s.role]));
   for (const s of specs) rotateLog(logDir, s.nodeId);
 
   const mesh = new LocalMesh({
-    components: specs.map(({ nodeId, kind }) => ({ nodeId, kind })),
+    components: specs.map(({ nodeId, kind, env }) => ({ nodeId, kind, ...(env ? { env } : {}) })),
     ...(redisUrl !== undefined ? { redisUrl } : {}),
     logDir,
     detached: true,
@@ -180,6 +254,8 @@ export async function up(opts: UpOptions, ctx: Context): Promise<number> {
       process.stderr.write(yellow(`${left.map((c) => c.spec.nodeId).join(", ")} did not stop within ${STOP_TIMEOUT_MS / 1000} s: killing\n`));
       await mesh.stop("SIGKILL");
     }
+    // Last: the gateways may still have been handing messages to them while they drained.
+    await peers?.stop();
     for (const c of mesh.components.values()) {
       const exit = c.process.exitCode;
       if (exit !== null && exit !== 0 && code === 0) process.stderr.write(yellow(`${c.spec.nodeId} exited with code ${exit}; see ${shown(c.logFile)}\n`));
@@ -213,12 +289,14 @@ export async function up(opts: UpOptions, ctx: Context): Promise<number> {
 
   const store = redisUrl !== undefined ? `Redis at ${redactUrl(redisUrl)}` : "the embedded store (one per process)";
   process.stdout.write(`${bold("uims")}: starting a local mesh on ${store}\n`);
+  const nodeWidth = Math.max(10, ...specs.map((s) => s.nodeId.length));
+  const roleWidth = Math.max(12, ...specs.map((s) => s.role.length));
   try {
     for (const s of specs) {
       if (stopping) break;
       const started = Date.now();
-      process.stdout.write(`  ${s.nodeId.padEnd(10)} ${dim(s.role.padEnd(12))} starting… `);
-      const c = await mesh.startComponent({ nodeId: s.nodeId, kind: s.kind });
+      process.stdout.write(`  ${s.nodeId.padEnd(nodeWidth)} ${dim(s.role.padEnd(roleWidth))} starting… `);
+      const c = await mesh.startComponent({ nodeId: s.nodeId, kind: s.kind, ...(s.env ? { env: s.env } : {}) });
       watch(c);
       process.stdout.write(`${green("listening")} ${dim(`(${Date.now() - started} ms)`)}\n`);
     }
@@ -236,8 +314,9 @@ export async function up(opts: UpOptions, ctx: Context): Promise<number> {
       await introduce(admin, ctx, demo.profile.clientId, mesh.components.get(home)!.clientEndpoint!, token, home);
     }
     if (stopping) return finished;
+    if (peers) state.peers = { smsc: peers.smsc.url, smtpSink: peers.sink.url };
     writeState(stateDir, state);
-    printReady(mesh, roles, state, stateDir);
+    printReady(mesh, roles, state, stateDir, peers);
   } catch (err) {
     if (!stopping) {
       const { message, hint, expected } = describeError(err);
@@ -255,10 +334,12 @@ export async function up(opts: UpOptions, ctx: Context): Promise<number> {
 }
 
 function nodeEntry(c: RunningComponent): NodeEntry {
+  const smtp = smtpEndpoint(c);
   return {
     kind: c.spec.kind,
     endpoint: c.endpoint,
     ...(c.clientEndpoint ? { clientEndpoint: c.clientEndpoint } : {}),
+    ...(smtp ? { smtpEndpoint: smtp } : {}),
     ...(c.process.pid !== undefined ? { pid: c.process.pid } : {}),
     logFile: c.logFile,
   };
@@ -280,25 +361,51 @@ function meshState(mesh: LocalMesh, redis: boolean, logDir: string): MeshState {
   };
 }
 
-function printReady(mesh: LocalMesh, roles: Map<string, string>, state: MeshState, stateDir: string): void {
+/** Commands, one a line, their comments aligned. */
+function commandBlock(commands: ReadonlyArray<readonly [string, string?]>): string[] {
+  const width = Math.max(...commands.filter(([, comment]) => comment).map(([line]) => line.length));
+  return commands.map(([line, comment]) => `  ${cyan(comment ? line.padEnd(width) : line)}${comment ? `    ${dim(`# ${comment}`)}` : ""}`);
+}
+
+function printReady(mesh: LocalMesh, roles: Map<string, string>, state: MeshState, stateDir: string, peers: DevPeers | undefined): void {
   const out: string[] = [];
   out.push("");
-  out.push(table(["node", "role", "endpoints", "pid", "log"], componentRows(mesh, roles)));
+  out.push(table(["node", "role", "endpoints", "pid", "log"], componentRows(mesh, roles, peers)));
   out.push("");
   const clients = Object.entries(state.clients).map(([id, c]) => `${id} on ${c.gateway}`);
   out.push(`${green("ready.")} Demo clients: ${clients.join(", ")}. State and tokens: ${shown(statePath(stateDir))} (mode 0600).`);
   out.push("");
   out.push(bold("Try it, in a second terminal:"));
-  const lines = [
-    ...invocation(stateDir),
-    `uims inbox --as bob                       ${dim("# bob's live inbox (leave it running)")}`,
-    `uims send --as alice --to bob "hello"     ${dim("# in a third terminal")}`,
-    `uims status <message-id> --as alice --follow`,
-    `uims profiles list`,
-    `uims route --from alice --to bob`,
-    `uims gateways`,
-  ];
-  for (const l of lines) out.push(`  ${cyan(l)}`);
+  out.push(...invocation(stateDir).map((l) => `  ${cyan(l)}`));
+  out.push(
+    ...commandBlock([
+      ["uims inbox --as bob", "bob's live inbox (leave it running)"],
+      ['uims send --as alice --to bob "hello"', "in a third terminal"],
+      ["uims status <message-id> --as alice --follow"],
+      ["uims profiles list"],
+      ["uims route --from alice --to bob"],
+      ["uims gateways"],
+    ]),
+  );
+  const smtp = Object.values(state.gateways).find((g) => g.smtpEndpoint)?.smtpEndpoint;
+  if (peers && smtp) {
+    out.push("");
+    out.push(bold("Mail turns into SMS. bob is not online in im (stop his inbox first), so a mail for him goes to his phone:"));
+    out.push(`  ${cyan(`swaks --server 127.0.0.1 --port ${smtp.split(":").pop()} --from friend@example.org --to bob@${MAIL_DOMAIN} --header "Subject: hello" --body "Mail turned into SMS"`)}`);
+    out.push(
+      ...commandBlock([
+        ["uims tx <message-id>", `the id from swaks' "250 2.0.0 OK: queued as <message-id>"`],
+        ["uims route --from alice --to bob --content-type message/rfc822", "why SMS: im is offline, sms reaches him now"],
+        [`uims send --as alice --to sms:${BOB_PHONE} "hi"`, "im -> SMS; then uims status <message-id> --as alice"],
+        ['uims send --as alice --to mailto:someone@example.org "hi"', "im -> mail"],
+      ]),
+    );
+    out.push(
+      dim(
+        `This terminal shows each SMS the local SMSC receives (it answers each with a DELIVRD receipt after ${RECEIPT_DELAY_MS / 1000} s) and each mail the SMTP sink receives; nothing leaves this machine.`,
+      ),
+    );
+  }
   out.push("");
   out.push(dim(`Logs (JSON lines): ${shown(state.logDir)}${sep}<node>.log. Ctrl-C stops everything.`));
   process.stdout.write(`${out.join("\n")}\n`);
