@@ -115,7 +115,7 @@ export class BrokerProtocol {
     const existing = await this.d.transactions.get(meta.messageId);
     if (existing) return this.resubmit(existing, caller, req.auth!.sessionKey);
 
-    const sender = await this.checkSender(meta, now);
+    const sender = await this.checkSender(meta);
     const { plan, recipientProfile } = await this.plan(sender, recipient, meta.contentType, []);
     if (!plan.chosen) throw new FailedPreconditionError(`no route to "${meta.recipient}": ${plan.refusal ?? "none usable"}`);
     if (sender?.limits?.maxMessagesPerDay) {
@@ -468,7 +468,7 @@ export class BrokerProtocol {
     return recipient;
   }
 
-  private async checkSender(meta: MetaInformation, now: number): Promise<Profile | null> {
+  private async checkSender(meta: MetaInformation): Promise<Profile | null> {
     if (!meta.sender) return null;
     const sender = await this.d.routingProfiles.get(meta.sender);
     if (!sender) throw new PermissionDeniedError(`sender "${meta.sender}" has no profile`);
@@ -476,7 +476,6 @@ export class BrokerProtocol {
     if (maxBytes > 0 && meta.contentSize > maxBytes) {
       throw new ResourceExhaustedError(`sender "${sender.clientId}" may send at most ${maxBytes} bytes per message`);
     }
-    void now;
     return sender;
   }
 
