@@ -21,6 +21,16 @@ export class CasRecords<T> {
     return raw === null ? null : (JSON.parse(raw) as T);
   }
 
+  /**
+   * The record as this process last read or wrote it, without a store round trip; undefined
+   * when it has none. Only for work that checks the record again when it writes (every update
+   * is a compare-and-set against the store).
+   */
+  peek(key: string): T | undefined {
+    const raw = this.known.get(key);
+    return raw === undefined ? undefined : (JSON.parse(raw) as T);
+  }
+
   /** Creates the record unless it exists; false when it did. */
   async create(key: string, value: T, ttlMs: number): Promise<boolean> {
     const raw = JSON.stringify(value);

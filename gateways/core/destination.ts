@@ -211,7 +211,8 @@ export class Destination {
   }
 
   private async deliver(messageId: string): Promise<void> {
-    const record = await this.load(messageId);
+    // Usually just written by receive() in this process: no need to read it back.
+    const record = this.records.peek(KEY(messageId)) ?? (await this.load(messageId));
     const found = record ? { message: await this.inbound(record) } : null;
     if (!found || !record || record.state !== "received") {
       this.fresh.delete(messageId);

@@ -273,7 +273,8 @@ export class Originator {
 
   /** Moves one message forward: (re)submit, confirm, transmit. Run by the work queue. */
   private async advance(messageId: string): Promise<void> {
-    const record = await this.load(messageId);
+    // Usually just written by accept() in this process: no need to read it back.
+    const record = this.records.peek(KEY(messageId)) ?? (await this.load(messageId));
     if (!record || FINAL.has(record.state) || !record.hasPayload) {
       this.fresh.delete(messageId);
       await this.queue.remove(messageId);
@@ -300,13 +301,15 @@ export class Originator {
       }
       const release = Release.decode(Buffer.from(record.release!, "base64"));
       const attempt = record.attempt;
+      let confirmedWrite: Promise<unknown> = Promise.resolve();
       if (!record.confirmed) {
         await this.o.broker.confirm({ messageId, releaseId: release.releaseId, attempt });
-        await this.update(messageId, (r) => {
+        // Recorded while the transmission goes out: it only spares a second confirmation.
+        confirmedWrite = this.update(messageId, (r) => {
           if (r.attempt !== attempt) return false;
           r.confirmed = true;
           return true;
-        });
+        }).catch((err: unknown) => this.o.logger.warn({ messageId, err: (err as Error).message }, "confirmation not recorded"));
       }
       const payload = this.fresh.get(messageId) ?? (await this.storedPayload(messageId));
       const meta = release.meta!;
@@ -319,6 +322,7 @@ export class Originator {
         },
         () => this.transmit(release, payload, Buffer.from(record.digest, "hex")),
       );
+      await confirmedWrite;
       const at = this.o.clock();
       // A notice may have arrived meanwhile (delivered already, or a re-route to a newer attempt).
       const updated = await this.update(messageId, (r) => {

@@ -57,8 +57,11 @@ export class Inboxes {
       traceId: message.traceId,
     };
     const cursor = await this.store.streamAppend(`inbox:${clientId}`, JSON.stringify(stored), this.maxEntries);
-    await this.store.set(marker, cursor, 30 * 86_400_000);
+    // The marker goes out first on the store's ordered connection, so an acknowledgement that
+    // follows the live write always finds it; the live write does not wait for it.
+    const marked = this.store.set(marker, cursor, 30 * 86_400_000);
     for (const listener of this.listeners.get(clientId) ?? []) listener({ cursor, message });
+    await marked;
     return cursor;
   }
 
