@@ -1,7 +1,11 @@
 import { readCommonConfig, type CommonConfig, type EnvReader } from "./config";
 import { verifyKeyFromRaw, type VerifyKeys } from "./crypto/keys";
 import { channelOptions, clientCredentials } from "./grpc-client";
+import { TscsAuthority } from "./crypto/tscs";
+import { BrokerClient } from "./mesh/broker-client";
 import type { MeshIdentity } from "./mesh/peer";
+import { PeerClients } from "./mesh/peers";
+import type { Store } from "./store";
 
 /** What every mesh member other than the broker reads: how to reach the broker and be reached. */
 export interface MemberConfig extends CommonConfig {
@@ -42,5 +46,24 @@ export function meshIdentity(config: CommonConfig, maxMessageBytes: number, cloc
     // Session keys per set-up: one login serves this many calls (each key is still used once).
     keyBatch: 64,
     clock,
+  };
+}
+
+/** Room for protobuf framing and the release around a payload at the cap. */
+export const ENVELOPE_BYTES = 64 * 1024;
+
+/**
+ * What a gateway or processor needs to take part in the mesh: its dialling identity, the broker
+ * client, clients of its peers, and the TSCS authority that admits calls to it.
+ */
+export function joinMesh(config: MemberConfig & { maxPayloadBytes: number; sessionKeyTtlMs: number }, store: Store, clock: () => number) {
+  const maxMessageBytes = config.maxPayloadBytes + ENVELOPE_BYTES;
+  const identity = meshIdentity(config, maxMessageBytes, clock);
+  return {
+    maxMessageBytes,
+    identity,
+    broker: new BrokerClient(config.brokerAddr, identity),
+    peers: new PeerClients(identity),
+    tscs: new TscsAuthority({ audience: config.nodeId, k1: config.k1, store, windowMs: config.tscsWindowMs, sessionKeyTtlMs: config.sessionKeyTtlMs, clock }),
   };
 }

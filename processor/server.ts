@@ -2,21 +2,16 @@ import type { Logger } from "pino";
 import { NodeKind } from "../gen/uims/broker/v1/broker";
 import { Medium } from "../gen/uims/common/v1/types";
 import { ProcessorServiceService } from "../gen/uims/processor/v1/processor";
-import { TscsAuthority } from "../common/crypto/tscs";
 import { bindServer, createGrpcServer, serverCredentials, type GrpcServer } from "../common/grpc-server";
 import { HealthMonitor, storeCheck } from "../common/health-monitor";
-import { meshIdentity } from "../common/member-config";
-import { BrokerClient } from "../common/mesh/broker-client";
+import { joinMesh } from "../common/member-config";
 import { InFlight } from "../common/mesh/multiplex";
 import { NodeAgent } from "../common/mesh/node-agent";
-import { PeerClients } from "../common/mesh/peers";
 import type { Store } from "../common/store";
 import type { ProcessorConfig } from "./config";
 import { Conversions } from "./conversions";
 import { createProcessorService } from "./service";
 
-/** Room for protobuf framing and the release around a payload at the cap. */
-const ENVELOPE_BYTES = 64 * 1024;
 /** The originator gives a transmission 30 s; the destination must answer within that, through us. */
 const FORWARD_TIMEOUT_MS = 25_000;
 
@@ -38,11 +33,7 @@ export interface Processor {
 /** The content processor: the ProcessorService with health and reflection, registered with the broker. */
 export function createProcessor(config: ProcessorConfig, store: Store, logger: Logger, opts: { clock?: () => number; version?: string } = {}): Processor {
   const clock = opts.clock ?? Date.now;
-  const maxMessageBytes = config.maxPayloadBytes + ENVELOPE_BYTES;
-  const identity = meshIdentity(config, maxMessageBytes, clock);
-  const broker = new BrokerClient(config.brokerAddr, identity);
-  const peers = new PeerClients(identity);
-  const tscs = new TscsAuthority({ audience: config.nodeId, k1: config.k1, store, windowMs: config.tscsWindowMs, sessionKeyTtlMs: config.sessionKeyTtlMs, clock });
+  const { maxMessageBytes, broker, peers, tscs } = joinMesh(config, store, clock);
   const inFlight = new InFlight();
   const mesh = createGrpcServer({ maxMessageBytes, services: [ProcessorServiceService] });
   mesh.server.addService(

@@ -1,13 +1,11 @@
 import type { Logger } from "pino";
 import { NodeKind } from "../../gen/uims/broker/v1/broker";
 import { GatewayServiceService } from "../../gen/uims/gateway/v1/gateway";
-import { TscsAuthority } from "../../common/crypto/tscs";
 import { bindServer, createGrpcServer, serverCredentials, type GrpcServer } from "../../common/grpc-server";
-import { meshIdentity } from "../../common/member-config";
-import { BrokerClient } from "../../common/mesh/broker-client";
+import { joinMesh } from "../../common/member-config";
+import type { BrokerClient } from "../../common/mesh/broker-client";
 import { InFlight } from "../../common/mesh/multiplex";
 import { NodeAgent } from "../../common/mesh/node-agent";
-import { PeerClients } from "../../common/mesh/peers";
 import { HealthMonitor, storeCheck } from "../../common/health-monitor";
 import type { Store } from "../../common/store";
 import type { GatewayConfig } from "./config";
@@ -16,8 +14,6 @@ import { createGatewayService, isBrokerNode } from "./gateway-service";
 import { Originator } from "./origin";
 import type { MediumAdapter } from "./types";
 
-/** Room for protobuf framing and the release around a payload at the cap. */
-const ENVELOPE_BYTES = 64 * 1024;
 
 export interface Gateway {
   readonly config: GatewayConfig;
@@ -54,11 +50,7 @@ export interface CreateGatewayOptions {
 export function createGateway(opts: CreateGatewayOptions): Gateway {
   const { config, store, logger } = opts;
   const clock = opts.clock ?? Date.now;
-  const maxMessageBytes = config.maxPayloadBytes + ENVELOPE_BYTES;
-  const identity = meshIdentity(config, maxMessageBytes, clock);
-  const broker = new BrokerClient(config.brokerAddr, identity);
-  const peers = new PeerClients(identity);
-  const tscs = new TscsAuthority({ audience: config.nodeId, k1: config.k1, store, windowMs: config.tscsWindowMs, sessionKeyTtlMs: config.sessionKeyTtlMs, clock });
+  const { maxMessageBytes, broker, peers, tscs } = joinMesh(config, store, clock);
   let adapter: MediumAdapter | undefined;
   const getAdapter = (): MediumAdapter => {
     if (!adapter) throw new Error("the gateway's medium adapter is not ready");
