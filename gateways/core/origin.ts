@@ -8,7 +8,7 @@ import { FailureKind, Medium, MessageState, type StatusEvent } from "../../gen/u
 import { payloadDigest, payloadSize } from "../../common/crypto/fields";
 import { outerDigestValid, releaseSignatureValid } from "../../common/crypto/release";
 import type { Keyring, VerifyKeys } from "../../common/crypto/keys";
-import { AlreadyExistsError, InvalidArgumentError, relayRefusal } from "../../common/errors";
+import { AbortedError, AlreadyExistsError, InvalidArgumentError, relayRefusal } from "../../common/errors";
 import type { BrokerClient } from "../../common/mesh/broker-client";
 import { errorCode } from "../../common/mesh/peer";
 import type { PeerClients } from "../../common/mesh/peers";
@@ -93,6 +93,10 @@ export interface OriginatorOptions {
 }
 
 const KEY = (id: string) => `out:${id}`;
+/** How long an idempotency key names its message. */
+const IDEMPOTENCY_MS = 86_400_000;
+/** A key claimed this long ago without a stored message belongs to a send that died. */
+const ABANDONED_CLAIM_MS = 30_000;
 const PAYLOAD = (id: string) => `out-payload:${id}`;
 
 function eventOf(state: MessageState, fields: Partial<StatusEvent> & { atUnixMs: number }): StatusEvent {
@@ -147,11 +151,19 @@ export class Originator {
     const messageId = randomUUID();
     if (input.idempotencyKey) {
       const idemKey = `idem:${input.sender || input.senderAddress}:${input.idempotencyKey}`;
-      if (!(await this.o.store.setIfAbsent(idemKey, messageId, 86_400_000))) {
+      const claim = `${messageId}|${now}`;
+      if (!(await this.o.store.setIfAbsent(idemKey, claim, IDEMPOTENCY_MS))) {
         const previous = await this.o.store.get(idemKey);
-        const record = previous ? await this.load(previous) : null;
+        const [previousId = "", claimedAt = "0"] = (previous ?? "").split("|");
+        const record = previousId ? await this.load(previousId) : null;
         if (record) return { message: this.view(record), duplicate: true };
-        throw new AlreadyExistsError("a message with this idempotency key is still being accepted");
+        // A claim without a message: either another send with this key is being accepted right
+        // now, or the process that claimed it died before storing the message. An old claim is
+        // taken over, so the client's retry goes through.
+        const stale = now - Number(claimedAt) > ABANDONED_CLAIM_MS;
+        if (!stale || !(await this.o.store.compareAndSet(idemKey, previous, claim, IDEMPOTENCY_MS))) {
+          throw new AbortedError("a message with this idempotency key is still being accepted: retry shortly");
+        }
       }
     }
     const traceparent = traceparentOf(root).traceparent || traceparentFor(input.traceparent);

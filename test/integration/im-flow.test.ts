@@ -65,13 +65,34 @@ describe.each(STORE_KINDS)("im gateways through the broker (%s stores)", (kind) 
     (stream as grpc.ClientReadableStream<InboxResponse>).cancel();
   });
 
+  test("a repeated idempotency key returns the first message; a key whose send died is taken over", async () => {
+    const alice = gw1.clientFor(aliceToken);
+    // To herself, so that bob's inbox stays as the next test expects it.
+    const send = (key: string) => callUnary(alice.client.send.bind(alice.client), { recipient: "alice", payload: text("once"), idempotencyKey: key, priority: 0, ttlSeconds: 0 }, 5_000, alice.metadata);
+    const first = await send("k-1");
+    const again = await send("k-1");
+    expect(again).toMatchObject({ messageId: first.messageId, duplicate: true });
+    // A claim left by a process that died before storing its message (40 s ago).
+    await gw1.store.set("idem:alice:k-2", `lost-message|${Date.now() - 40_000}`, 60_000);
+    const retried = await send("k-2");
+    expect(retried.duplicate).toBe(false);
+    expect(await gw1.store.get("idem:alice:k-2")).toContain(retried.messageId);
+    // A fresh claim still being accepted elsewhere: ABORTED, retry shortly.
+    await gw1.store.set("idem:alice:k-3", `busy-message|${Date.now()}`, 60_000);
+    await expect(send("k-3")).rejects.toMatchObject({ code: 10 });
+  });
+
   test("an unknown recipient is refused at send and nothing is stored", async () => {
     const alice = gw1.clientFor(aliceToken);
     await expect(
       callUnary(alice.client.send.bind(alice.client), { recipient: "nobody", payload: text("x"), idempotencyKey: "", priority: 0, ttlSeconds: 0 }, 5_000, alice.metadata),
     ).rejects.toMatchObject({ code: 5, details: expect.stringContaining("nobody") });
-    // Only the message of the first test is kept: the refused one left nothing behind.
-    expect(await gw1.store.scanKeys("out:*")).toHaveLength(1);
+    // Only the messages of the tests before are kept: the refused one left nothing behind.
+    const before = (await gw1.store.scanKeys("out:*")).length;
+    await expect(
+      callUnary(alice.client.send.bind(alice.client), { recipient: "nobody", payload: text("x"), idempotencyKey: "", priority: 0, ttlSeconds: 0 }, 5_000, alice.metadata),
+    ).rejects.toMatchObject({ code: 5 });
+    expect(await gw1.store.scanKeys("out:*")).toHaveLength(before);
   });
 
   test("bob offline: the message waits and arrives once on reconnect", async () => {
