@@ -103,7 +103,8 @@ export class LocalMesh {
     const port = previous ? Number(previous.endpoint.split(":")[1]) : await freeLoopbackPort();
     const clientPort = spec.kind === "im" ? (previous?.clientEndpoint ? Number(previous.clientEndpoint.split(":")[1]) : await freeLoopbackPort()) : undefined;
     const env: Record<string, string> = {
-      ...(process.env as Record<string, string>),
+      // Not the test runner's own variables: a server started from a test is a real process.
+      ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("JEST_"))),
       ...this.secrets,
       NODE_ID: spec.nodeId,
       GRPC_HOST: "127.0.0.1",
