@@ -9,6 +9,9 @@ export interface ImGatewayConfig extends GatewayConfig {
   /** Messages per second each client may send through this gateway (0: no limit), and its burst. */
   sendRatePerSecond: number;
   sendBurst: number;
+  /** Messages kept per client inbox (the newest), and how long an unread inbox lives. */
+  inboxMaxEntries: number;
+  inboxRetentionMs: number;
 }
 
 export function loadImGatewayConfig(env: Env = process.env): ImGatewayConfig {
@@ -21,6 +24,8 @@ export function loadImGatewayConfig(env: Env = process.env): ImGatewayConfig {
     tokenCacheMs: r.durationMs("TOKEN_CACHE_MS", 30_000, { min: 0, max: 3_600_000 }),
     sendRatePerSecond: r.int("CLIENT_SEND_RATE", { default: 100, min: 0 }),
     sendBurst: r.int("CLIENT_SEND_BURST", { default: 200, min: 1 }),
+    inboxMaxEntries: r.int("INBOX_MAX_ENTRIES", { default: 1_000, min: 10 }),
+    inboxRetentionMs: r.durationMs("INBOX_RETENTION_MS", 7 * 86_400_000, { min: 60_000 }),
   };
   r.finish();
   return config;

@@ -37,7 +37,12 @@ export class Inboxes {
 
   constructor(
     private readonly store: Store,
-    private readonly maxEntries = 10_000,
+    /**
+     * Entries kept per client, delivered or not: the newest are kept, so a client can resume from
+     * any of them; content older than that (and older than `retentionMs`) is gone from the inbox.
+     */
+    private readonly maxEntries = 1_000,
+    private readonly retentionMs = 7 * 86_400_000,
   ) {}
 
   /** Appends a message once per message id; returns its cursor (the existing one for a repeat). */
@@ -57,6 +62,8 @@ export class Inboxes {
       traceId: message.traceId,
     };
     const cursor = await this.store.streamAppend(`inbox:${clientId}`, JSON.stringify(stored), this.maxEntries);
+    // An inbox nobody reads expires as a whole; every new message extends it.
+    void this.store.expire(`inbox:${clientId}`, this.retentionMs).catch(() => undefined);
     // The marker goes out first on the store's ordered connection, so an acknowledgement that
     // follows the live write always finds it; the live write does not wait for it.
     const marked = this.store.set(marker, cursor, 30 * 86_400_000);

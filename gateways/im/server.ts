@@ -22,7 +22,7 @@ export interface ImGateway {
 
 /** The im gateway: the gateway core with inboxes, plus the public client API on its own port. */
 export function createImGateway(config: ImGatewayConfig, store: Store, logger: Logger, clock?: () => number): ImGateway {
-  const inboxes = new Inboxes(store);
+  const inboxes = new Inboxes(store, config.inboxMaxEntries, config.inboxRetentionMs);
   const watchers = new StatusWatchers();
   let adapter: ImAdapter | undefined;
   const gateway = createGateway({
