@@ -121,7 +121,8 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
     getUsage: unary("GetUsage", async (req) => ({ rows: await deps.accounting.usage(req) })),
 
     explainRoute: unary("ExplainRoute", async (req) => {
-      clientId("sender", req.sender);
+      // No sender: the route for a message from outside the mesh (e.g. a mail from the internet).
+      if (req.sender) clientId("sender", req.sender);
       const recipient = parseRecipient(req.recipient);
       if ("error" in recipient) throw new InvalidArgumentError("recipient", recipient.error);
       optionalMedium("source_medium", req.sourceMedium);

@@ -263,7 +263,7 @@ export interface RouteCandidate {
 
 /** Request of ExplainRoute. */
 export interface ExplainRouteRequest {
-  /** Sender profile id. */
+  /** Sender profile id; empty for a sender outside the mesh (e.g. a mail from the internet). */
   sender: string;
   /** Recipient: profile id or explicit address. */
   recipient: string;
