@@ -176,17 +176,18 @@ function printReport(r: Record<string, unknown>): void {
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
-if (require.main === module) {
-  const program = new Command()
-    .name("uims-bench")
-    .description("Measure the mesh end to end and against a store-and-forward baseline")
+/** The benchmark's options, on `uims-bench` and on `uims bench`. */
+export function withBenchOptions(command: Command): Command {
+  return command
     .option("--quick", "a tiny load: checks that the benchmark runs, measures nothing meaningful", false)
     .option("--seconds <n>", "seconds per measurement", "5")
     .option("--sizes <list>", "payload sizes in bytes, comma separated", DEFAULT_SIZES.join(","))
     .option("--no-baseline", "skip the NATS baseline")
-    .option("--out <dir>", "where the JSON result goes", join(resolve(__dirname, "..", ".."), "bench", "results"))
-    .parse();
-  const opts = program.opts<{ quick: boolean; seconds: string; sizes: string; baseline: boolean; out: string }>();
+    .option("--out <dir>", "where the JSON result goes", join(resolve(__dirname, "..", ".."), "bench", "results"));
+}
+
+/** Runs the benchmark, prints the table and writes the JSON; resolves with the JSON's path. */
+export async function benchAndReport(opts: { quick: boolean; seconds: string; sizes: string; baseline: boolean; out: string }): Promise<string> {
   const options: Options = {
     quick: opts.quick,
     seconds: opts.quick ? 1 : Number(opts.seconds),
@@ -194,15 +195,19 @@ if (require.main === module) {
     baseline: opts.baseline,
     out: opts.out,
   };
-  runBenchmark(options)
-    .then((result) => {
-      printReport(result);
-      mkdirSync(options.out, { recursive: true });
-      const file = join(options.out, `bench-${(result.when as string).replace(/[:.]/g, "-")}.json`);
-      writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-      process.stdout.write(`results: ${file}\n`);
-      process.exit(0);
-    })
+  const result = await runBenchmark(options);
+  printReport(result);
+  mkdirSync(options.out, { recursive: true });
+  const file = join(options.out, `bench-${(result.when as string).replace(/[:.]/g, "-")}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`results: ${file}\n`);
+  return file;
+}
+
+if (require.main === module) {
+  const program = withBenchOptions(new Command().name("uims-bench").description("Measure the mesh end to end and against a store-and-forward baseline")).parse();
+  benchAndReport(program.opts())
+    .then(() => process.exit(0))
     .catch((err: unknown) => {
       console.error(err);
       process.exit(1);

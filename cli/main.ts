@@ -14,6 +14,7 @@ import { addProfile, deleteProfile, listProfiles, rotateToken, showProfile, type
 import { send, type SendOptions } from "./commands/send";
 import { status, type StatusOptions } from "./commands/status";
 import { up, type UpOptions } from "./commands/up";
+import { benchAndReport, withBenchOptions } from "../bench/main";
 
 /** The `uims` command line: wiring only; each command lives in commands/. */
 
@@ -188,6 +189,12 @@ export function buildProgram(): Command {
     .description("print fresh mesh secrets as NAME=value lines (for an operator's Secret)")
     .option("--key-id <id>", "id of the new keys (default k<today>)")
     .action(action((_ctx, opts: { keyId?: string }) => keys(opts)));
+
+  withBenchOptions(
+    program.command("bench").description("measure the mesh end to end and against a store-and-forward baseline (as make bench): its own processes, Redis and NATS"),
+  ).action(action(async (_ctx, opts: { quick: boolean; seconds: string; sizes: string; baseline: boolean; out: string }) => {
+    await benchAndReport(opts);
+  }));
 
   return program;
 }
