@@ -4,18 +4,13 @@ import { Medium } from "../gen/uims/common/v1/types";
 import { InvalidArgumentError } from "../common/errors";
 import { createStore, type Store } from "../common/store";
 import { Accounting, utcDay } from "./accounting";
+import { testStore } from "../test/support/store";
 
 const { MEDIUM_IM, MEDIUM_SMS, MEDIUM_EMAIL, MEDIUM_UNSPECIFIED } = Medium;
 const DAY = 86_400_000;
 // 2024-03-10T12:00:00Z
 const NOON = Date.UTC(2024, 2, 10, 12);
 
-function openStore(kind: "memory" | "redis"): Store {
-  if (kind === "memory") return createStore();
-  const redisUrl = process.env.UIMS_TEST_REDIS_URL;
-  if (!redisUrl) throw new Error("UIMS_TEST_REDIS_URL is not set: the jest global setup starts redis-server");
-  return createStore({ redisUrl, prefix: `test:accounting:${randomUUID()}:` });
-}
 
 function query(q: Partial<GetUsageRequest>): GetUsageRequest {
   return GetUsageRequest.fromPartial(q);
@@ -43,7 +38,7 @@ describe.each(["memory", "redis"] as const)("Accounting (%s store)", (kind) => {
   let accounting: Accounting;
 
   beforeEach(() => {
-    store = openStore(kind);
+    store = testStore(kind);
     now = NOON;
     accounting = new Accounting(store, () => now);
   });

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import {
   AdminServiceClient,
@@ -20,11 +19,12 @@ import {
 } from "../gen/uims/admin/v1/admin";
 import { Medium, MessageState } from "../gen/uims/common/v1/types";
 import { createLogger } from "../common/logger";
-import { createStore, type Store } from "../common/store";
+import type { Store } from "../common/store";
 import { Accounting } from "./accounting";
 import { createAdminService } from "./admin-service";
 import { hashToken, ProfileDirectory } from "./profiles";
 import { GatewayRegistry } from "./registry";
+import { testStore } from "../test/support/store";
 
 const ADMIN_TOKEN = "admin-secret-token-for-tests";
 const NOW = Date.UTC(2024, 2, 10, 12);
@@ -35,12 +35,6 @@ type Def<Req, Res> = {
   responseDeserialize: (buf: Buffer) => Res;
 };
 
-function openStore(kind: "memory" | "redis"): Store {
-  if (kind === "memory") return createStore();
-  const redisUrl = process.env.UIMS_TEST_REDIS_URL;
-  if (!redisUrl) throw new Error("UIMS_TEST_REDIS_URL is not set: the jest global setup starts redis-server");
-  return createStore({ redisUrl, prefix: `test:admin:${randomUUID()}:` });
-}
 
 function bearer(token: string): grpc.Metadata {
   const md = new grpc.Metadata();
@@ -87,7 +81,7 @@ describe.each(["memory", "redis"] as const)("AdminService over gRPC (%s store)",
   }
 
   beforeEach(async () => {
-    store = openStore(kind);
+    store = testStore(kind);
     logLines = [];
     const logger = createLogger({ service: "broker", nodeId: "broker-test", level: "info", destination: { write: (line: string) => void logLines.push(line) } });
     registry = new GatewayRegistry(store, { heartbeatIntervalMs: 1000, clock: () => NOW });
@@ -400,7 +394,7 @@ describe.each(["memory", "redis"] as const)("AdminService over gRPC (%s store)",
       const { code, details } = await status(call(AdminServiceService.getProfile, { clientId: "alice" }));
       expect(code).toBe(grpc.status.UNAVAILABLE);
       expect(details).toBe("store unavailable");
-      store = openStore("memory"); // afterEach closes it
+      store = testStore("memory"); // afterEach closes it
     });
   });
 });

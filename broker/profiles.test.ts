@@ -1,29 +1,14 @@
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import { Profile } from "../gen/uims/admin/v1/admin";
 import { Medium } from "../gen/uims/common/v1/types";
 import { AbortedError, AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../common/errors";
-import { createStore, type Store } from "../common/store";
+import type { Store } from "../common/store";
 import { hashToken, ProfileDirectory, validateProfile } from "./profiles";
+import { testStore, withOverrides } from "../test/support/store";
 
 const { MEDIUM_IM, MEDIUM_EMAIL, MEDIUM_SMS, MEDIUM_FAX, MEDIUM_UNSPECIFIED } = Medium;
 
-function openStore(kind: "memory" | "redis"): Store {
-  if (kind === "memory") return createStore();
-  const redisUrl = process.env.UIMS_TEST_REDIS_URL;
-  if (!redisUrl) throw new Error("UIMS_TEST_REDIS_URL is not set: the jest global setup starts redis-server");
-  return createStore({ redisUrl, prefix: `test:profiles:${randomUUID()}:` });
-}
 
-/** The store with some methods replaced, the others still bound to it. */
-function withOverrides(store: Store, overrides: Partial<Store>): Store {
-  return new Proxy(store, {
-    get(target, prop) {
-      if (prop in overrides) return overrides[prop as keyof Store];
-      const value: unknown = Reflect.get(target, prop, target);
-      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-}
 
 function profile(overrides: Partial<Profile> = {}): Profile {
   return Profile.fromPartial({
@@ -115,7 +100,7 @@ describe.each(["memory", "redis"] as const)("ProfileDirectory (%s store)", (kind
   let directory: ProfileDirectory;
 
   beforeEach(() => {
-    store = openStore(kind);
+    store = testStore(kind);
     now = 1_700_000_000_000;
     directory = new ProfileDirectory(store, () => now);
   });
@@ -378,7 +363,7 @@ describe.each(["memory", "redis"] as const)("ProfileDirectory (%s store)", (kind
     });
 
     it("answers an empty page on an empty directory", async () => {
-      const emptyStore = openStore(kind);
+      const emptyStore = testStore(kind);
       try {
         expect(await new ProfileDirectory(emptyStore).list(10, "")).toEqual({ profiles: [], nextPageToken: "" });
       } finally {

@@ -1,29 +1,13 @@
-import { randomUUID } from "node:crypto";
 import { Medium } from "../gen/uims/common/v1/types";
 import { InvalidArgumentError } from "../common/errors";
-import { createStore, type Store } from "../common/store";
+import type { Store } from "../common/store";
 import { GatewayRegistry, type NodeRegistration } from "./registry";
+import { testStore, withOverrides } from "../test/support/store";
 
 const { MEDIUM_IM, MEDIUM_SMS, MEDIUM_EMAIL, MEDIUM_UNSPECIFIED } = Medium;
 const INTERVAL = 1000;
 
-function openStore(kind: "memory" | "redis"): Store {
-  if (kind === "memory") return createStore();
-  const redisUrl = process.env.UIMS_TEST_REDIS_URL;
-  if (!redisUrl) throw new Error("UIMS_TEST_REDIS_URL is not set: the jest global setup starts redis-server");
-  return createStore({ redisUrl, prefix: `test:registry:${randomUUID()}:` });
-}
 
-/** The store with some methods replaced, the others still bound to it. */
-function withOverrides(store: Store, overrides: Partial<Store>): Store {
-  return new Proxy(store, {
-    get(target, prop) {
-      if (prop in overrides) return overrides[prop as keyof Store];
-      const value: unknown = Reflect.get(target, prop, target);
-      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-}
 
 function gateway(nodeId: string, medium: Medium, extra: Partial<NodeRegistration> = {}): NodeRegistration {
   return { nodeId, kind: "gateway", medium, endpoint: `${nodeId}:50051`, capacity: 100, version: "0.1.0", ...extra };
@@ -40,7 +24,7 @@ describe.each(["memory", "redis"] as const)("GatewayRegistry (%s store)", (kind)
   let registry: GatewayRegistry;
 
   beforeEach(() => {
-    store = openStore(kind);
+    store = testStore(kind);
     now = 1_700_000_000_000;
     registry = new GatewayRegistry(store, { heartbeatIntervalMs: INTERVAL, clock: () => now });
   });

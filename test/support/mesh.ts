@@ -22,18 +22,7 @@ import { createStore, type Store } from "../../common/store";
 
 /** Test scaffolding for a mesh on loopback: keys, a broker, stand-in peers. */
 
-export type StoreKind = "memory" | "redis";
-export const STORE_KINDS: StoreKind[] = ["memory", "redis"];
-
-export function redisUrl(): string {
-  const url = process.env.UIMS_TEST_REDIS_URL;
-  if (!url) throw new Error("UIMS_TEST_REDIS_URL is not set: run the tests through jest (its global setup starts redis-server)");
-  return url;
-}
-
-export function testStore(kind: StoreKind, prefix = `t${randomUUID().slice(0, 8)}:`): Store {
-  return kind === "redis" ? createStore({ redisUrl: redisUrl(), prefix }) : createStore({ prefix });
-}
+export { STORE_KINDS, redisUrl, testStore, type StoreKind } from "./store";
 
 /** A logger whose JSON lines are kept for assertions. */
 export function captureLogger(service = "test"): { logger: Logger; lines: () => Array<Record<string, unknown>>; text: () => string } {
