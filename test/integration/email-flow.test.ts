@@ -9,7 +9,6 @@ import type { Store } from "../../common/store";
 import { loadEmailGatewayConfig } from "../../gateways/email/config";
 import { createEmailGateway, type EmailGateway } from "../../gateways/email/server";
 import { startProcessor, type RunningProcessor } from "../../processor/testing";
-import type { InboxResponse } from "../../gen/uims/client/v1/client";
 import {
   createProfile,
   generateMeshSecrets,
@@ -23,6 +22,7 @@ import {
 } from "../support/mesh";
 import { SmtpSink, swaks, type ReceivedMail } from "../support/smtp";
 import { until } from "../support/wait";
+import { followInbox } from "../support/inbox";
 
 /**
  * The email gateway in a mesh on loopback: a broker, an im gateway and the email gateway in
@@ -352,10 +352,7 @@ describe("email gateway in a mesh with a processor", () => {
 
   test("swaks to bob@uims.local: 250, and the mail arrives in bob's im inbox as text", async () => {
     const bob = mesh.im.clientFor(mesh.bobToken);
-    const received: InboxResponse[] = [];
-    const stream = bob.client.inbox({ afterCursor: "", manualAck: false }, bob.metadata);
-    stream.on("data", (r: InboxResponse) => received.push(r));
-    stream.on("error", () => undefined);
+    const { received, cancel: cancelInbox } = followInbox(bob);
 
     const result = await swaks(mesh.gw.smtpPort, ["--to", "bob@uims.local", "--from", "x@example.org", "--header", "Subject: hi bob", "--body", "hello bob, by mail"]);
     expect(result.decisive).toMatch(/^250 2\.0\.0 OK: queued as \S+$/);
@@ -364,7 +361,7 @@ describe("email gateway in a mesh with a processor", () => {
     expect(arrived.payload?.body.toString()).toContain("hello bob, by mail");
     expect(arrived.senderAddress).toBe("mailto:x@example.org");
     expect(arrived.sourceMedium).toBe(Medium.MEDIUM_EMAIL);
-    stream.cancel();
+    cancelInbox();
   });
 
   test("alice's text to mailto:ida@example.org is converted to a well-formed mail and relayed; alice DELIVERED", async () => {

@@ -1,8 +1,8 @@
-import type { InboxResponse } from "../../gen/uims/client/v1/client";
 import { FailureKind, Medium, MessageState } from "../../gen/uims/common/v1/types";
 import { callUnary } from "../../common/mesh/peer";
 import { createProfile, generateMeshSecrets, startBroker, startImGateway, testStore, type RunningBroker, type RunningImGateway } from "../support/mesh";
 import { until } from "../support/wait";
+import { followInbox } from "../support/inbox";
 
 
 describe("a message that cannot be delivered ends with a non-delivery report to its sender", () => {
@@ -45,13 +45,10 @@ describe("a message that cannot be delivered ends with a non-delivery report to 
     expect(last).toMatchObject({ state: MessageState.MESSAGE_STATE_FAILED, failureKind: FailureKind.FAILURE_KIND_TEMPORARY });
     expect(last.reason).toContain("destination unreachable");
 
-    const received: InboxResponse[] = [];
-    const stream = alice.client.inbox({ afterCursor: "", manualAck: false }, alice.metadata);
-    stream.on("data", (r: InboxResponse) => received.push(r));
-    stream.on("error", () => undefined);
+    const { received, cancel: cancelInbox } = followInbox(alice);
     await until(async () => (received.length > 0 ? true : undefined));
     expect(received[0]!.message).toMatchObject({ messageId: `ndr-${sent.messageId}`, senderAddress: "uims:postmaster" });
     expect(received[0]!.message?.payload?.body.toString()).toContain("could not be delivered");
-    stream.cancel();
+    cancelInbox();
   });
 });

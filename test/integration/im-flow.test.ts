@@ -1,9 +1,9 @@
-import type * as grpc from "@grpc/grpc-js";
-import { AckKind, type InboxResponse } from "../../gen/uims/client/v1/client";
+import { AckKind } from "../../gen/uims/client/v1/client";
 import { Medium, MessageState } from "../../gen/uims/common/v1/types";
 import { callUnary } from "../../common/mesh/peer";
 import { createProfile, generateMeshSecrets, startBroker, startImGateway, STORE_KINDS, testStore, type RunningBroker, type RunningImGateway } from "../support/mesh";
 import { until } from "../support/wait";
+import { followInbox } from "../support/inbox";
 
 function text(body: string) {
   return { contentType: "text/plain; charset=utf-8", body: Buffer.from(body), attachments: [], subject: "" };
@@ -36,10 +36,7 @@ describe.each(STORE_KINDS)("im gateways through the broker (%s stores)", (kind) 
   test("alice on gw-im-1 sends to bob on gw-im-2: live arrival, delivered, then read", async () => {
     const alice = gw1.clientFor(aliceToken);
     const bob = gw2.clientFor(bobToken);
-    const received: InboxResponse[] = [];
-    const stream = bob.client.inbox({ afterCursor: "", manualAck: false }, bob.metadata);
-    stream.on("data", (r: InboxResponse) => received.push(r));
-    stream.on("error", () => undefined);
+    const { received, cancel: cancelInbox } = followInbox(bob);
     // Presence reaches the broker asynchronously; wait until bob counts as online on gw-im-2.
     await until(async () => ((await broker.store.get("presence:bob")) ?? "").includes('"online":true') || undefined);
 
@@ -62,7 +59,7 @@ describe.each(STORE_KINDS)("im gateways through the broker (%s stores)", (kind) 
       const s = await callUnary(alice.client.getStatus.bind(alice.client), { messageId: sent.messageId }, 5_000, alice.metadata);
       return s.status?.state === MessageState.MESSAGE_STATE_READ ? s : undefined;
     });
-    (stream as grpc.ClientReadableStream<InboxResponse>).cancel();
+    cancelInbox();
   });
 
   test("a repeated idempotency key returns the first message; a key whose send died is taken over", async () => {
@@ -104,13 +101,10 @@ describe.each(STORE_KINDS)("im gateways through the broker (%s stores)", (kind) 
       const s = await callUnary(alice.client.getStatus.bind(alice.client), { messageId: sent.messageId }, 5_000, alice.metadata);
       return s.status?.state === MessageState.MESSAGE_STATE_TRANSMITTED ? s : undefined;
     });
-    const received: InboxResponse[] = [];
-    const stream = bob.client.inbox({ afterCursor: "", manualAck: false }, bob.metadata);
-    stream.on("data", (r: InboxResponse) => received.push(r));
-    stream.on("error", () => undefined);
+    const { received, cancel: cancelInbox } = followInbox(bob);
     await until(() => (received.some((r) => r.message?.messageId === sent.messageId) ? true : undefined));
     await new Promise((r) => setTimeout(r, 200));
     expect(received.map((r) => r.message?.messageId)).toEqual([sent.messageId]);
-    stream.cancel();
+    cancelInbox();
   });
 });

@@ -32,6 +32,7 @@ import {
   type RunningImGateway,
 } from "../support/mesh";
 import { until } from "../support/wait";
+import { followInbox } from "../support/inbox";
 
 const PERMISSION_DENIED = 7;
 const FAILED_PRECONDITION = 9;
@@ -134,10 +135,7 @@ describe.each(STORE_KINDS)("conversions through the processor (%s stores)", (kin
 
   test("a MIME mail sent to an im recipient arrives as text with its subject and attachments", async () => {
     const bob = gw2.clientFor(bobToken);
-    const received: InboxResponse[] = [];
-    const stream = bob.client.inbox({ afterCursor: "", manualAck: false }, bob.metadata);
-    stream.on("data", (r: InboxResponse) => received.push(r));
-    stream.on("error", () => undefined);
+    const { received, cancel: cancelInbox } = followInbox(bob);
     await until(async () => ((await broker.store.get("presence:bob")) ?? "").includes('"online":true') || undefined);
 
     const pdf = Buffer.concat([Buffer.from("%PDF-1.4\n"), randomBytes(20_000)]);
@@ -165,7 +163,7 @@ describe.each(STORE_KINDS)("conversions through the processor (%s stores)", (kin
     expect(status.events.map((e) => e.state)).toEqual(
       expect.arrayContaining([MessageState.MESSAGE_STATE_ROUTED, MessageState.MESSAGE_STATE_TRANSMITTED, MessageState.MESSAGE_STATE_DELIVERED]),
     );
-    stream.cancel();
+    cancelInbox();
   });
 
   test("text to an SMS recipient is encoded and concatenated; the segments are counted", async () => {

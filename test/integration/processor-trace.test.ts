@@ -1,11 +1,11 @@
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import type { InboxResponse } from "../../gen/uims/client/v1/client";
 import { Medium } from "../../gen/uims/common/v1/types";
 import { shutdownTelemetry, startTelemetry } from "../../common/telemetry";
 import { callUnary } from "../../common/mesh/peer";
 import { startProcessor, type RunningProcessor } from "../../processor/testing";
 import { createProfile, generateMeshSecrets, startBroker, startImGateway, testStore, type RunningBroker, type RunningImGateway } from "../support/mesh";
 import { until } from "../support/wait";
+import { followInbox } from "../support/inbox";
 
 
 describe("a converted message keeps one trace", () => {
@@ -37,10 +37,7 @@ describe("a converted message keeps one trace", () => {
   test("the processor's step is a child of the message's root span, without content in it", async () => {
     const alice = gw1.clientFor(tokens.alice!);
     const bob = gw2.clientFor(tokens.bob!);
-    const received: InboxResponse[] = [];
-    const stream = bob.client.inbox({ afterCursor: "", manualAck: false }, bob.metadata);
-    stream.on("data", (r: InboxResponse) => received.push(r));
-    stream.on("error", () => undefined);
+    const { received, cancel: cancelInbox } = followInbox(bob);
     await until(async () => ((await broker.store.get("presence:bob")) ?? "").includes('"online":true') || undefined);
     const mail = "Subject: secret subject 17\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsecret content 42\r\n";
     const sent = await callUnary(
@@ -51,7 +48,7 @@ describe("a converted message keeps one trace", () => {
     );
     await until(() => (received.some((r) => r.message?.messageId === sent.messageId) ? true : undefined));
     await until(() => (exporter.getFinishedSpans().some((s) => s.name === "uims.process") ? true : undefined));
-    stream.cancel();
+    cancelInbox();
 
     const spans = exporter.getFinishedSpans().filter((s) => s.attributes["uims.message_id"] === sent.messageId);
     const root = spans.find((s) => s.name === "uims.send")!;

@@ -1,4 +1,3 @@
-import type * as grpc from "@grpc/grpc-js";
 import type { InboxResponse } from "../../gen/uims/client/v1/client";
 import { FailureKind, Medium, MessageState, type MessageStatus } from "../../gen/uims/common/v1/types";
 import { decodeGsm7 } from "../../common/content/gsm7";
@@ -23,6 +22,7 @@ import {
 } from "../support/mesh";
 import { TestSmsc } from "../support/smsc";
 import { until } from "../support/wait";
+import { followInbox } from "../support/inbox";
 
 /**
  * The sms gateway in a mesh on loopback: broker, an im gateway, the processor and the sms
@@ -137,11 +137,8 @@ describe.each(STORE_KINDS)("sms gateway in the mesh (%s stores)", (kind: StoreKi
 
   function inbox(clientId: string): { received: InboxResponse[]; close(): void } {
     const client = im.clientFor(tokens[clientId]!);
-    const received: InboxResponse[] = [];
-    const stream = client.client.inbox({ afterCursor: "", manualAck: false }, client.metadata);
-    stream.on("data", (r: InboxResponse) => received.push(r));
-    stream.on("error", () => undefined);
-    return { received, close: () => (stream as grpc.ClientReadableStream<InboxResponse>).cancel() };
+    const { received, cancel } = followInbox(client);
+    return { received, close: cancel };
   }
 
   test("text to a phone: the processor makes 3 segments, 3 submit_sm with their headers, receipts for all → DELIVERED, 3 segments", async () => {

@@ -1,10 +1,11 @@
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
-import { AckKind, type InboxResponse } from "../../gen/uims/client/v1/client";
+import { AckKind } from "../../gen/uims/client/v1/client";
 import { Medium, MessageState } from "../../gen/uims/common/v1/types";
 import { shutdownTelemetry, startTelemetry } from "../../common/telemetry";
 import { callUnary } from "../../common/mesh/peer";
 import { createProfile, generateMeshSecrets, startBroker, startImGateway, testStore, type RunningBroker, type RunningImGateway } from "../support/mesh";
 import { until } from "../support/wait";
+import { followInbox } from "../support/inbox";
 
 
 describe("one trace per message", () => {
@@ -36,10 +37,7 @@ describe("one trace per message", () => {
   test("send, release, transmit, receive, deliver, reports and notices (read receipt included) share the message's trace", async () => {
     const alice = gw1.clientFor(tokens.alice!);
     const bob = gw2.clientFor(tokens.bob!);
-    const received: InboxResponse[] = [];
-    const stream = bob.client.inbox({ afterCursor: "", manualAck: false }, bob.metadata);
-    stream.on("data", (r: InboxResponse) => received.push(r));
-    stream.on("error", () => undefined);
+    const { received, cancel: cancelInbox } = followInbox(bob);
     await new Promise((r) => setTimeout(r, 200));
     const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
     alice.metadata.set("traceparent", `00-${clientTrace}-00f067aa0ba902b7-01`);
@@ -51,7 +49,7 @@ describe("one trace per message", () => {
       return s.status?.state === MessageState.MESSAGE_STATE_READ ? true : undefined;
     });
     await until(() => (exporter.getFinishedSpans().filter((s) => s.name === "uims.notice").length >= 2 ? true : undefined));
-    stream.cancel();
+    cancelInbox();
 
     const spans = exporter.getFinishedSpans().filter((s) => s.attributes["uims.message_id"] === sent.messageId);
     const names = spans.map((s) => s.name);

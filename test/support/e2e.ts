@@ -71,14 +71,7 @@ export function connectClient(endpoint: string, token: string): ClientHandle {
   return { client, metadata, close: () => client.close() };
 }
 
-/** A live inbox stream that records what arrives. */
-export function followInbox(h: ClientHandle, afterCursor = ""): { received: InboxResponse[]; cancel(): void } {
-  const received: InboxResponse[] = [];
-  const stream = h.client.inbox({ afterCursor, manualAck: false }, h.metadata);
-  stream.on("data", (r: InboxResponse) => received.push(r));
-  stream.on("error", () => undefined);
-  return { received, cancel: () => stream.cancel() };
-}
+export { followInbox } from "./inbox";
 
 export { until } from "./wait";
 
