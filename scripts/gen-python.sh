@@ -36,6 +36,9 @@ rm -rf "$out/uims" "$out/health"
 wkt=()
 if [[ -f /usr/include/google/protobuf/field_mask.proto ]]; then
   wkt=(-I /usr/include)
+elif [[ "$protoc" == /usr/bin/protoc ]]; then
+  echo "google/protobuf/field_mask.proto not found: apt-get install libprotobuf-dev (Debian's protoc keeps the well-known types there)" >&2
+  exit 1
 fi
 
 cd "$root/proto"

@@ -16,7 +16,17 @@ export interface MemoryStoreOptions {
 
 interface StringValue {
   kind: "string";
-  value: string;
+  /** Bytes when written by setBytes; read as text, they decode as UTF-8 (as node-redis does). */
+  value: string | Buffer;
+}
+
+function text(value: string | Buffer): string {
+  return typeof value === "string" ? value : value.toString();
+}
+
+/** A private copy: the caller may reuse its buffer, and a reader must not change the stored one. */
+function copyOf(value: Uint8Array | string): Buffer {
+  return Buffer.from(typeof value === "string" ? Buffer.from(value) : value);
 }
 interface HashValue {
   kind: "hash";
@@ -36,7 +46,7 @@ interface StreamItem {
   ms: number;
   seq: number;
   id: string;
-  value: string;
+  value: Buffer;
 }
 interface StreamValue {
   kind: "stream";
@@ -82,7 +92,13 @@ export class MemoryStore implements Store {
   }
 
   async get(key: string): Promise<string | null> {
-    return this.#read(key, "string")?.value ?? null;
+    const value = this.#read(key, "string")?.value;
+    return value === undefined ? null : text(value);
+  }
+
+  async getBytes(key: string): Promise<Buffer | null> {
+    const value = this.#read(key, "string")?.value;
+    return value === undefined ? null : copyOf(value);
   }
 
   async getMany(keys: string[]): Promise<(string | null)[]> {
@@ -90,13 +106,18 @@ export class MemoryStore implements Store {
     // MGET answers null for keys of another kind instead of failing.
     return keys.map((key) => {
       const value = this.#live(key);
-      return value?.kind === "string" ? value.value : null;
+      return value?.kind === "string" ? text(value.value) : null;
     });
   }
 
   async set(key: string, value: string, ttlMs?: number): Promise<void> {
     this.#open();
     this.#put(key, { kind: "string", value }, normalizeTtl(ttlMs));
+  }
+
+  async setBytes(key: string, value: Uint8Array, ttlMs?: number): Promise<void> {
+    this.#open();
+    this.#put(key, { kind: "string", value: copyOf(value) }, normalizeTtl(ttlMs));
   }
 
   async setMany(entries: ReadonlyArray<readonly [string, string]>, ttlMs: number): Promise<void> {
@@ -118,7 +139,7 @@ export class MemoryStore implements Store {
     const current = this.#read(key, "string");
     if (!current) return null;
     this.#remove(key);
-    return current.value;
+    return text(current.value);
   }
 
   async del(...keys: string[]): Promise<number> {
@@ -144,7 +165,8 @@ export class MemoryStore implements Store {
   async compareAndSet(key: string, expected: string | null, next: string | null, ttlMs?: number): Promise<boolean> {
     this.#open();
     const ttl = normalizeTtl(ttlMs);
-    const current = this.#read(key, "string")?.value ?? null;
+    const stored = this.#read(key, "string")?.value;
+    const current = stored === undefined ? null : text(stored);
     if (current !== expected) return false;
     if (next === null) this.#remove(key);
     else this.#put(key, { kind: "string", value: next }, ttl);
@@ -234,7 +256,7 @@ export class MemoryStore implements Store {
     return this.#read(key, "zset")?.scores.size ?? 0;
   }
 
-  async streamAppend(key: string, value: string, maxLen?: number): Promise<string> {
+  async streamAppend(key: string, value: Uint8Array | string, maxLen?: number): Promise<string> {
     const keep = normalizeMaxLen(maxLen);
     let stream = this.#read(key, "stream");
     if (!stream) {
@@ -250,20 +272,20 @@ export class MemoryStore implements Store {
       stream.lastSeq++;
     }
     const id = `${stream.lastMs}-${stream.lastSeq}`;
-    stream.items.push({ ms: stream.lastMs, seq: stream.lastSeq, id, value });
+    stream.items.push({ ms: stream.lastMs, seq: stream.lastSeq, id, value: copyOf(value) });
     // Exact trimming satisfies the approximate contract (at least maxLen newest entries stay).
     if (keep !== undefined && stream.items.length > keep) stream.items.splice(0, stream.items.length - keep);
     return id;
   }
 
-  async streamRange(key: string, afterId: string, count: number): Promise<Array<{ id: string; value: string }>> {
+  async streamRange(key: string, afterId: string, count: number): Promise<Array<{ id: string; value: Buffer }>> {
     const from = afterId === "" || afterId === "0" ? { ms: 0, seq: -1 } : parseStreamId(afterId);
     const wanted = normalizeCount(count);
     const stream = this.#read(key, "stream");
     if (!stream || wanted === 0) return [];
     const items = stream.items;
     const start = lowerBound(items.length, (i) => compareIds(items[i]!, from) <= 0);
-    return items.slice(start, start + wanted).map(({ id, value }) => ({ id, value }));
+    return items.slice(start, start + wanted).map(({ id, value }) => ({ id, value: copyOf(value) }));
   }
 
   async streamDelete(key: string, id: string): Promise<void> {

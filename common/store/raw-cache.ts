@@ -9,6 +9,8 @@ import type { Store } from "./store";
  */
 export class CasRecords<T> {
   private readonly known = new Map<string, string>();
+  /** The last update of each record still running in this process. */
+  private readonly updating = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: Store,
@@ -43,7 +45,23 @@ export class CasRecords<T> {
    * Applies `change` atomically. `change` returns false to leave the record as it is. Returns
    * the record before and after (after === null when unchanged), or null when there is none.
    */
-  async update(key: string, change: (value: T) => boolean | void, ttlMs: (value: T) => number, rounds = 32): Promise<{ before: T; after: T | null } | null> {
+  update(key: string, change: (value: T) => boolean | void, ttlMs: (value: T) => number, rounds = 32): Promise<{ before: T; after: T | null } | null> {
+    // Updates of one record from this process run one after the other: run together, all but
+    // one would fail their compare against the same remembered value and read the record back.
+    const previous = this.updating.get(key);
+    const run = previous ? previous.then(() => this.apply(key, change, ttlMs, rounds)) : this.apply(key, change, ttlMs, rounds);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.updating.set(key, tail);
+    void tail.then(() => {
+      if (this.updating.get(key) === tail) this.updating.delete(key);
+    });
+    return run;
+  }
+
+  private async apply(key: string, change: (value: T) => boolean | void, ttlMs: (value: T) => number, rounds: number): Promise<{ before: T; after: T | null } | null> {
     let raw = this.known.get(key) ?? (await this.store.get(key));
     for (let round = 0; round < rounds; round++) {
       if (raw === null) {

@@ -1,4 +1,4 @@
-import { createClient, defineScript, ErrorReply, type CommandParser } from "redis";
+import { createClient, defineScript, ErrorReply, RESP_TYPES, type CommandParser } from "redis";
 import {
   checkIncrement,
   checkScore,
@@ -132,6 +132,16 @@ function connect(options: RedisStoreOptions) {
 
 type Client = ReturnType<typeof connect>;
 
+/** The same connection, answering with Buffers: for content, which must not pass through text. */
+function bytesView(client: Client) {
+  return client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
+}
+
+/** A view of the bytes without a copy: node-redis writes Buffers as they are. */
+function asBuffer(value: Uint8Array | string): Buffer | string {
+  return typeof value === "string" || Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
 /** A promise with its resolver, re-armed each time the connection goes down. */
 function signal(): { promise: Promise<void>; resolve: () => void; settled: boolean } {
   let resolve!: () => void;
@@ -148,6 +158,7 @@ function signal(): { promise: Promise<void>; resolve: () => void; settled: boole
 export class RedisStore implements Store {
   readonly kind = "redis" as const;
   readonly #client: Client;
+  readonly #bytes: ReturnType<typeof bytesView>;
   readonly #prefix: string;
   readonly #readyWaitMs: number;
   #ready = signal();
@@ -158,6 +169,7 @@ export class RedisStore implements Store {
     this.#prefix = options.prefix ?? DEFAULT_PREFIX;
     this.#readyWaitMs = options.readyWaitMs ?? 1000;
     this.#client = connect(options);
+    this.#bytes = bytesView(this.#client);
     // Without an 'error' listener an EventEmitter throws, which would take the process down
     // whenever Redis restarts.
     this.#client.on("error", (err: Error) => {
@@ -176,12 +188,24 @@ export class RedisStore implements Store {
     return this.#run(() => this.#client.get(this.#key(key)));
   }
 
+  getBytes(key: string): Promise<Buffer | null> {
+    return this.#run(() => this.#bytes.get(this.#key(key)));
+  }
+
   getMany(keys: string[]): Promise<(string | null)[]> {
     if (keys.length === 0) return this.#run(async () => []);
     return this.#run(() => this.#client.mGet(keys.map((key) => this.#key(key))));
   }
 
   set(key: string, value: string, ttlMs?: number): Promise<void> {
+    return this.#write(key, value, ttlMs);
+  }
+
+  setBytes(key: string, value: Uint8Array, ttlMs?: number): Promise<void> {
+    return this.#write(key, asBuffer(value), ttlMs);
+  }
+
+  #write(key: string, value: string | Buffer, ttlMs: number | undefined): Promise<void> {
     return this.#run(async () => {
       const ttl = normalizeTtl(ttlMs);
       if (ttl === undefined) await this.#client.set(this.#key(key), value);
@@ -276,25 +300,25 @@ export class RedisStore implements Store {
     return this.#run(() => this.#client.zCard(this.#key(key)));
   }
 
-  streamAppend(key: string, value: string, maxLen?: number): Promise<string> {
+  streamAppend(key: string, value: Uint8Array | string, maxLen?: number): Promise<string> {
     return this.#run(() => {
       const threshold = normalizeMaxLen(maxLen);
       return this.#client.xAdd(
         this.#key(key),
         "*",
-        { [STREAM_FIELD]: value },
+        { [STREAM_FIELD]: asBuffer(value) },
         threshold === undefined ? undefined : { TRIM: { strategy: "MAXLEN", strategyModifier: "~", threshold } },
       );
     });
   }
 
-  streamRange(key: string, afterId: string, count: number): Promise<Array<{ id: string; value: string }>> {
+  streamRange(key: string, afterId: string, count: number): Promise<Array<{ id: string; value: Buffer }>> {
     return this.#run(async () => {
       const wanted = normalizeCount(count);
       if (wanted === 0) return [];
       const start = afterId === "" || afterId === "0" ? "-" : `(${afterId}`;
-      const reply = await this.#client.xRange(this.#key(key), start, "+", { COUNT: wanted });
-      return (reply ?? []).map((entry) => ({ id: entry.id, value: entry.message[STREAM_FIELD] ?? "" }));
+      const reply = await this.#bytes.xRange(this.#key(key), start, "+", { COUNT: wanted });
+      return (reply ?? []).map((entry) => ({ id: entry.id.toString(), value: entry.message[STREAM_FIELD] ?? Buffer.alloc(0) }));
     });
   }
 

@@ -69,6 +69,27 @@ describe.each<Kind>(["memory", "redis"])("%s store", (kind) => {
       expect(await store.get("a")).toBeNull();
     });
 
+    test("bytes round-trip unchanged, with a TTL, and read as text where they are text", async () => {
+      const every = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      await store.setBytes("bin", every, 60_000);
+      every[0] = 42;
+      const read = await store.getBytes("bin");
+      expect(read?.equals(Buffer.from(Array.from({ length: 256 }, (_, i) => i)))).toBe(true);
+      // What a reader does to its copy never reaches the store.
+      read![1] = 0;
+      expect((await store.getBytes("bin"))?.[1]).toBe(1);
+      expect(await store.getBytes("missing")).toBeNull();
+      await store.setBytes("view", new Uint8Array(Buffer.from("xhiy").buffer, Buffer.from("xhiy").byteOffset + 1, 2));
+      await store.set("text", "grüße");
+      expect(await store.get("view")).toBe("hi");
+      expect((await store.getBytes("text"))?.toString()).toBe("grüße");
+      expect(await store.compareAndSet("view", "hi", "ho")).toBe(true);
+      expect(await store.take("view")).toBe("ho");
+      await store.setBytes("short", Buffer.from("x"), 30);
+      await sleep(80);
+      expect(await store.getBytes("short")).toBeNull();
+    });
+
     test("empty and unicode values round-trip", async () => {
       await Promise.all([store.set("empty", ""), store.set("text", "grüße 😀 \n\t")]);
       expect(await store.getMany(["empty", "text"])).toEqual(["", "grüße 😀 \n\t"]);
@@ -290,13 +311,25 @@ describe.each<Kind>(["memory", "redis"])("%s store", (kind) => {
   });
 
   describe("streams", () => {
+    test("values are bytes: every byte value survives, and the stored copy is the store's own", async () => {
+      const every = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      const id = await store.streamAppend("bin", every);
+      every[0] = 42;
+      const [entry] = await store.streamRange("bin", "", 1);
+      expect(entry?.id).toBe(id);
+      expect(entry?.value.equals(Buffer.from(Array.from({ length: 256 }, (_, i) => i)))).toBe(true);
+      const view = new Uint8Array(every.buffer, every.byteOffset + 1, 3);
+      await store.streamAppend("bin", view);
+      expect((await store.streamRange("bin", id, 1))[0]?.value).toEqual(Buffer.from([1, 2, 3]));
+    });
+
     test("ids increase, ranges resume after an id, count limits", async () => {
       const ids = await Promise.all(Array.from({ length: 20 }, (_, i) => store.streamAppend("inbox", `m${i}`)));
       for (const id of ids) expect(id).toMatch(/^\d+-\d+$/);
       for (let i = 1; i < ids.length; i++) expect(idLess(ids[i - 1]!, ids[i]!)).toBe(true);
 
       const all = await store.streamRange("inbox", "", 100);
-      expect(all).toEqual(ids.map((id, i) => ({ id, value: `m${i}` })));
+      expect(all).toEqual(ids.map((id, i) => ({ id, value: Buffer.from(`m${i}`) })));
       expect(await store.streamRange("inbox", "0", 3)).toEqual(all.slice(0, 3));
       expect(await store.streamRange("inbox", ids[4]!, 3)).toEqual(all.slice(5, 8));
       expect(await store.streamRange("inbox", ids[19]!, 10)).toEqual([]);
@@ -311,9 +344,9 @@ describe.each<Kind>(["memory", "redis"])("%s store", (kind) => {
       const first = await store.streamAppend("inbox", "a");
       await store.streamAppend("inbox", "b");
       const page = await store.streamRange("inbox", first, 10);
-      expect(page.map((e) => e.value)).toEqual(["b"]);
+      expect(page.map((e) => e.value.toString())).toEqual(["b"]);
       await store.streamAppend("inbox", "c");
-      expect((await store.streamRange("inbox", page[0]!.id, 10)).map((e) => e.value)).toEqual(["c"]);
+      expect((await store.streamRange("inbox", page[0]!.id, 10)).map((e) => e.value.toString())).toEqual(["c"]);
     });
 
     test("delete one entry; later ids still increase", async () => {
@@ -322,7 +355,7 @@ describe.each<Kind>(["memory", "redis"])("%s store", (kind) => {
       await store.streamDelete("inbox", b);
       await store.streamDelete("inbox", b);
       await store.streamDelete("missing", b);
-      expect(await store.streamRange("inbox", "", 10)).toEqual([{ id: a, value: "a" }]);
+      expect(await store.streamRange("inbox", "", 10)).toEqual([{ id: a, value: Buffer.from("a") }]);
       const c = await store.streamAppend("inbox", "c");
       expect(idLess(b, c)).toBe(true);
       await store.streamDelete("inbox", a);
@@ -338,7 +371,7 @@ describe.each<Kind>(["memory", "redis"])("%s store", (kind) => {
       const kept = await store.streamRange("log", "", 1000);
       expect(kept.length).toBeGreaterThanOrEqual(10);
       expect(kept.length).toBeLessThan(300);
-      expect(kept.slice(-10).map((e) => e.value)).toEqual(Array.from({ length: 10 }, (_, i) => `e${290 + i}`));
+      expect(kept.slice(-10).map((e) => e.value.toString())).toEqual(Array.from({ length: 10 }, (_, i) => `e${290 + i}`));
       await expect(store.streamAppend("log", "x", 0)).rejects.toThrow(RangeError);
     });
 
@@ -485,7 +518,7 @@ describe("redis store only", () => {
     );
     expect(swaps.filter(Boolean)).toHaveLength(1);
     const id = await a.streamAppend("inbox", "hello");
-    expect(await b.streamRange("inbox", "", 10)).toEqual([{ id, value: "hello" }]);
+    expect(await b.streamRange("inbox", "", 10)).toEqual([{ id, value: Buffer.from("hello") }]);
   });
 
   test("an unreachable Redis surfaces as StoreUnavailableError, and errors reach onError", async () => {

@@ -7,6 +7,11 @@
 export interface Store {
   readonly kind: "redis" | "memory";
   get(key: string): Promise<string | null>;
+  /**
+   * GET of raw bytes, for content: no text encoding on the way in or out (a text encoding of a
+   * megabyte of content costs more than the round trip).
+   */
+  getBytes(key: string): Promise<Buffer | null>;
   /** One value per key, in the order given (MGET). */
   getMany(keys: string[]): Promise<(string | null)[]>;
   /** Plain SET: replaces any value and any previous TTL; without `ttlMs` the key never expires. */
@@ -16,6 +21,8 @@ export interface Store {
    * atomic as a whole; each key is set as by `set`.
    */
   setMany(entries: ReadonlyArray<readonly [string, string]>, ttlMs: number): Promise<void>;
+  /** `set` of raw bytes. */
+  setBytes(key: string, value: Uint8Array, ttlMs?: number): Promise<void>;
   /** SET NX (with optional TTL). true when this call created the key. */
   setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean>;
   /** Atomic get-and-delete (GETDEL). Second caller gets null. */
@@ -55,11 +62,11 @@ export interface Store {
   /**
    * Append-only log with monotonically increasing ids "<ms>-<seq>" that compare like Redis
    * stream ids. Returns the new id. `maxLen` trims approximately: at least the newest `maxLen`
-   * entries are kept.
+   * entries are kept. Values are bytes (a string is stored as its UTF-8).
    */
-  streamAppend(key: string, value: string, maxLen?: number): Promise<string>;
+  streamAppend(key: string, value: Uint8Array | string, maxLen?: number): Promise<string>;
   /** Entries with id strictly greater than afterId ("" or "0" = from the start), oldest first, at most count. */
-  streamRange(key: string, afterId: string, count: number): Promise<Array<{ id: string; value: string }>>;
+  streamRange(key: string, afterId: string, count: number): Promise<Array<{ id: string; value: Buffer }>>;
   /** Delete one entry by id (XDEL). The stream keeps its last id, so later ids still increase. */
   streamDelete(key: string, id: string): Promise<void>;
   /**

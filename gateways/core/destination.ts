@@ -126,7 +126,7 @@ export class Destination {
     // Idempotent by message id: a re-sent transmission is acknowledged and not delivered twice.
     // The lease on the delivery is taken in the same round trip; for a repeat it finds nothing to do.
     const [, created] = await Promise.all([
-      this.o.store.set(PAYLOAD(meta.messageId), Buffer.from(Payload.encode(payload).finish()).toString("base64"), this.ttl(record)),
+      this.o.store.setBytes(PAYLOAD(meta.messageId), Payload.encode(payload).finish(), this.ttl(record)),
       this.records.create(KEY(meta.messageId), record, this.ttl(record)),
       this.deliveries.schedule(meta.messageId, this.o.clock() + 15_000),
     ]);
@@ -177,8 +177,8 @@ export class Destination {
     const release = Release.decode(Buffer.from(record.release, "base64"));
     let payload = this.fresh.get(record.messageId);
     if (!payload && record.hasPayload) {
-      const stored = await this.o.store.get(PAYLOAD(record.messageId));
-      if (stored !== null) payload = Payload.decode(Buffer.from(stored, "base64"));
+      const stored = await this.o.store.getBytes(PAYLOAD(record.messageId));
+      if (stored !== null) payload = Payload.decode(stored);
     }
     return { messageId: record.messageId, meta: release.meta!, payload: payload ?? Payload.fromPartial({}), segments: record.segments };
   }
@@ -271,7 +271,8 @@ export class Destination {
 
   private async sendReport(item: string): Promise<void> {
     const [messageId, kind] = item.split("|") as [string, ReportKind];
-    const record = await this.load(messageId);
+    // Usually just written by the transition that queued this report, in this process.
+    const record = this.records.peek(KEY(messageId)) ?? (await this.load(messageId));
     if (!record) {
       await this.reports.remove(item);
       return;

@@ -211,7 +211,7 @@ export class Originator {
     // answers, a restart picks the message up again.
     // Independent writes go out together (one round trip).
     await Promise.all([
-      this.o.store.set(PAYLOAD(messageId), Buffer.from(Payload.encode(input.payload).finish()).toString("base64"), this.ttl(record)),
+      this.o.store.setBytes(PAYLOAD(messageId), Payload.encode(input.payload).finish(), this.ttl(record)),
       this.create(record),
       this.queue.schedule(messageId, now + 15_000),
     ]);
@@ -313,16 +313,10 @@ export class Originator {
       }
       const release = Release.decode(Buffer.from(record.release!, "base64"));
       const attempt = record.attempt;
-      let confirmedWrite: Promise<unknown> = Promise.resolve();
-      if (!record.confirmed) {
-        await this.o.broker.confirm({ messageId, releaseId: release.releaseId, attempt });
-        // Recorded while the transmission goes out: it only spares a second confirmation.
-        confirmedWrite = this.update(messageId, (r) => {
-          if (r.attempt !== attempt) return false;
-          r.confirmed = true;
-          return true;
-        }).catch((err: unknown) => this.o.logger.warn({ messageId, err: (err as Error).message }, "confirmation not recorded"));
-      }
+      // The broker takes a repeated confirmation as a no-op, so the confirmation is recorded with
+      // the transmission (one write) rather than on its own: a retry after a failed transmission
+      // merely confirms again.
+      if (!record.confirmed) await this.o.broker.confirm({ messageId, releaseId: release.releaseId, attempt });
       const payload = this.fresh.get(messageId) ?? (await this.storedPayload(messageId));
       const meta = release.meta!;
       const segments = await step(
@@ -334,11 +328,11 @@ export class Originator {
         },
         () => this.transmit(release, payload, Buffer.from(record.digest, "hex")),
       );
-      await confirmedWrite;
       const at = this.o.clock();
       // A notice may have arrived meanwhile (delivered already, or a re-route to a newer attempt).
       const updated = await this.update(messageId, (r) => {
         if (r.attempt !== attempt) return false;
+        r.confirmed = true;
         r.transmitted = true;
         r.tries = 0;
         r.failingSinceUnixMs = 0;
@@ -478,9 +472,9 @@ export class Originator {
   }
 
   private async storedPayload(messageId: string): Promise<Payload> {
-    const stored = await this.o.store.get(PAYLOAD(messageId));
+    const stored = await this.o.store.getBytes(PAYLOAD(messageId));
     if (stored === null) throw new Error("the payload is missing from the store");
-    return Payload.decode(Buffer.from(stored, "base64"));
+    return Payload.decode(stored);
   }
 
   private load(messageId: string): Promise<OutboxRecord | null> {

@@ -1,5 +1,5 @@
 import { Payload } from "../../gen/uims/common/v1/message";
-import type { InboxMessage } from "../../gen/uims/client/v1/client";
+import { InboxMessage } from "../../gen/uims/client/v1/client";
 import type { Store } from "../../common/store";
 
 /**
@@ -12,7 +12,8 @@ export interface InboxEntry {
   message: InboxMessage;
 }
 
-interface StoredEntry {
+/** The JSON form entries had before they were stored as protobuf; still read, never written. */
+interface LegacyEntry {
   messageId: string;
   sender: string;
   senderAddress: string;
@@ -20,6 +21,23 @@ interface StoredEntry {
   payload: string;
   sentAtUnixMs: number;
   traceId: string;
+}
+
+/** '{' opens a JSON entry; a protobuf InboxMessage starts with a field tag, never with it. */
+const JSON_OPENING = 0x7b;
+
+function decodeEntry(value: Buffer): InboxMessage {
+  if (value[0] !== JSON_OPENING) return InboxMessage.decode(value);
+  const s = JSON.parse(value.toString()) as LegacyEntry;
+  return {
+    messageId: s.messageId,
+    sender: s.sender,
+    senderAddress: s.senderAddress,
+    sourceMedium: s.sourceMedium,
+    payload: Payload.decode(Buffer.from(s.payload, "base64")),
+    sentAtUnixMs: s.sentAtUnixMs,
+    traceId: s.traceId,
+  };
 }
 
 type Listener = (entry: InboxEntry) => void;
@@ -34,6 +52,8 @@ export function cursorAfter(a: string, b: string): boolean {
 export class Inboxes {
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly positions = new Map<string, string | null>();
+  /** When this process last extended each inbox's expiry. */
+  private readonly extended = new Map<string, number>();
 
   constructor(
     private readonly store: Store,
@@ -52,18 +72,17 @@ export class Inboxes {
       const existing = await this.store.get(marker);
       if (existing && existing !== "pending") return existing;
     }
-    const stored: StoredEntry = {
-      messageId: message.messageId,
-      sender: message.sender,
-      senderAddress: message.senderAddress,
-      sourceMedium: message.sourceMedium,
-      payload: Buffer.from(Payload.encode(message.payload ?? Payload.fromPartial({})).finish()).toString("base64"),
-      sentAtUnixMs: message.sentAtUnixMs,
-      traceId: message.traceId,
-    };
-    const cursor = await this.store.streamAppend(`inbox:${clientId}`, JSON.stringify(stored), this.maxEntries);
-    // An inbox nobody reads expires as a whole; every new message extends it.
-    void this.store.expire(`inbox:${clientId}`, this.retentionMs).catch(() => undefined);
+    // Stored as the protobuf the client receives: content never passes through text.
+    const cursor = await this.store.streamAppend(`inbox:${clientId}`, InboxMessage.encode(message).finish(), this.maxEntries);
+    // An inbox nobody reads expires as a whole; new messages extend it. Extended at most every
+    // tenth of the retention from this process, by a tenth more: every message stays for at
+    // least the retention without a write per message.
+    const now = Date.now();
+    if ((this.extended.get(clientId) ?? -Infinity) + this.retentionMs / 10 <= now) {
+      if (this.extended.size >= 100_000) this.extended.clear();
+      this.extended.set(clientId, now);
+      void this.store.expire(`inbox:${clientId}`, Math.ceil(this.retentionMs * 1.1)).catch(() => this.extended.delete(clientId));
+    }
     // The marker goes out first on the store's ordered connection, so an acknowledgement that
     // follows the live write always finds it; the live write does not wait for it.
     const marked = this.store.set(marker, cursor, 30 * 86_400_000);
@@ -80,21 +99,7 @@ export class Inboxes {
 
   async read(clientId: string, afterCursor: string, count: number): Promise<InboxEntry[]> {
     const entries = await this.store.streamRange(`inbox:${clientId}`, afterCursor, count);
-    return entries.map(({ id, value }) => {
-      const s = JSON.parse(value) as StoredEntry;
-      return {
-        cursor: id,
-        message: {
-          messageId: s.messageId,
-          sender: s.sender,
-          senderAddress: s.senderAddress,
-          sourceMedium: s.sourceMedium,
-          payload: Payload.decode(Buffer.from(s.payload, "base64")),
-          sentAtUnixMs: s.sentAtUnixMs,
-          traceId: s.traceId,
-        },
-      };
-    });
+    return entries.map(({ id, value }) => ({ cursor: id, message: decodeEntry(value) }));
   }
 
   /** Where a client resumes when it gives no cursor: after everything delivered. */

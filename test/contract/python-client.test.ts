@@ -11,7 +11,7 @@ import { REPO_ROOT } from "./contract-tree";
 // Debian's interpreter: it sees python3-grpcio and python3-protobuf from apt. A `python3` earlier on
 // PATH (pyenv, a venv) usually does not.
 const PYTHON = "/usr/bin/python3";
-const APT_HINT = "apt-get install -y python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc (.ci/run installs them)";
+const APT_HINT = "apt-get install -y python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc libprotobuf-dev (.ci/run installs them)";
 const HEALTH_CHECK = join(REPO_ROOT, "test", "python", "health_check.py");
 const WIRE_CHECK = join(REPO_ROOT, "test", "python", "wire_check.py");
 
