@@ -18,6 +18,11 @@ interface SweepRow {
   baseline?: BaselineResult;
 }
 
+interface CpuShare {
+  role: string;
+  cpuMsPerMessage: number;
+}
+
 interface Options {
   quick: boolean;
   seconds: number;
@@ -29,6 +34,14 @@ interface Options {
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const DEFAULT_SIZES = [256, 4 * KiB, 64 * KiB, MiB, 4 * MiB];
+/** Turns each payload size takes when the broker's cost per message is measured. */
+const COST_ROUNDS = 5;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
 
 function concurrencyFor(size: number): number {
   if (size <= 4 * KiB) return 64;
@@ -64,12 +77,24 @@ export async function runBenchmark(o: Options): Promise<Record<string, unknown>>
 
     let peak: RunResult | undefined;
     let peakConcurrency = 0;
+    let peakCpu: CpuShare[] = [];
+    // Every process of the machine's load shares the cores: what each spends per message says
+    // where the peak's ceiling comes from.
+    const processes: Array<{ role: string; pid: number }> = [
+      { role: "broker", pid: bench.brokerPid },
+      { role: "sending gateway", pid: bench.senderGatewayPid },
+      { role: "receiving gateway", pid: bench.receiverGatewayPid },
+      { role: "Redis", pid: bench.redis.pid },
+      { role: "load generator", pid: process.pid },
+    ];
     for (const concurrency of o.quick ? [16] : [64, 128, 256]) {
       progress(`peak rate, 256 B, ${concurrency} in flight ...`);
+      const before = processes.map((p) => sampleProcess(p.pid));
       const run = await load.closedLoop({ concurrency, durationMs: ms, size: 256 });
       if (!peak || run.rate > peak.rate) {
         peak = run;
         peakConcurrency = concurrency;
+        peakCpu = processes.map((p, i) => ({ role: p.role, cpuMsPerMessage: delta(before[i]!, sampleProcess(p.pid)).cpuMs / Math.max(1, run.arrived) }));
       }
     }
     const halfRate = Math.max(1, Math.floor(peak!.rate / 2));
@@ -123,11 +148,22 @@ export async function runBenchmark(o: Options): Promise<Record<string, unknown>>
     // Enough messages for the CPU clock's 10 ms ticks to round away.
     const costMs = o.quick ? 1_000 : Math.max(ms, Math.ceil((200 / costRate) * 1000));
     await load.openLoop({ rate: costRate, durationMs: o.quick ? 200 : 2_000, size: 256 });
+    // At a few messages per second the broker's cost per message swings with everything else the
+    // machine does. The sizes take turns in short rounds and each keeps its median, so that a
+    // slow stretch of the machine does not land on one size alone.
+    const rounds = o.quick ? 1 : COST_ROUNDS;
+    const samples = new Map<number, Array<{ cpuMs: number; bytes: number }>>(sweep.map((r) => [r.size, []]));
+    for (let round = 1; round <= rounds; round++) {
+      for (const row of sweep) {
+        progress(`broker cost per message: ${human(row.size)} at ${costRate} msgs/s, round ${round} of ${rounds} ...`);
+        const cost = await brokerCost(row.size, costRate, costMs / rounds);
+        samples.get(row.size)!.push({ cpuMs: cost.cpuMs / cost.messages, bytes: cost.readBytes / cost.messages });
+      }
+    }
     for (const row of sweep) {
-      progress(`broker cost per message: ${human(row.size)} at ${costRate} msgs/s ...`);
-      const cost = await brokerCost(row.size, costRate, costMs);
-      row.mesh.brokerCpuMsPerMessage = cost.cpuMs / cost.messages;
-      row.mesh.brokerBytesPerMessage = cost.readBytes / cost.messages;
+      const taken = samples.get(row.size)!;
+      row.mesh.brokerCpuMsPerMessage = median(taken.map((t) => t.cpuMs));
+      row.mesh.brokerBytesPerMessage = median(taken.map((t) => t.bytes));
     }
     progress("");
     const crossover = sweep.find((row, i) => row.baseline && sweep.slice(i).every((r) => r.baseline && r.mesh.rate > r.baseline.rate));
@@ -136,10 +172,12 @@ export async function runBenchmark(o: Options): Promise<Record<string, unknown>>
       when: new Date().toISOString(),
       options: o,
       peak: { concurrency: peakConcurrency, ...peak! },
+      peakCpu: { perProcess: peakCpu, totalMsPerMessage: peakCpu.reduce((sum, p) => sum + p.cpuMsPerMessage, 0), cores: cpus().length },
       latencyAtHalfPeak: { ...latency, targetRate: halfRate },
       sweep,
       brokerIdle: { cpuMsPerSecond: idlePerMs.cpuMs * 1000, bytesPerSecond: idlePerMs.readBytes * 1000 },
       brokerCostRate: costRate,
+      brokerCostRounds: rounds,
       brokerCostSpread: { cpu: spread(sweep.map((r) => r.mesh.brokerCpuMsPerMessage)), bytes: spread(sweep.map((r) => r.mesh.brokerBytesPerMessage)) },
       meshBeatsBaselineFrom: crossover?.size ?? null,
     };
@@ -153,12 +191,15 @@ export async function runBenchmark(o: Options): Promise<Record<string, unknown>>
 function printReport(r: Record<string, unknown>): void {
   const peak = r.peak as RunResult & { concurrency: number };
   const lat = r.latencyAtHalfPeak as RunResult & { targetRate: number };
+  const cpu = r.peakCpu as { perProcess: CpuShare[]; totalMsPerMessage: number; cores: number };
   const sweep = r.sweep as SweepRow[];
   const spreadR = r.brokerCostSpread as { cpu: number; bytes: number };
   const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : "-");
   const lines = [
     "",
     `peak, 256 B end to end:        ${f(peak.rate, 0)} msgs/s (${peak.concurrency} in flight, ${peak.arrived} messages, ${peak.failed} failed)`,
+    `CPU per message at the peak:   ${cpu.perProcess.map((p) => `${p.role} ${f(p.cpuMsPerMessage, 2)} ms`).join(", ")}`,
+    `                               ${f(cpu.totalMsPerMessage, 2)} ms in all: ${cpu.cores} cores allow at most ${f((cpu.cores * 1000) / cpu.totalMsPerMessage, 0)} msgs/s`,
     `latency at ${lat.targetRate} msgs/s (open loop): p50 ${f(lat.latency.p50, 2)} ms  p95 ${f(lat.latency.p95, 2)} ms  p99 ${f(lat.latency.p99, 2)} ms  max ${f(lat.latency.max, 2)} ms`,
     "",
     "payload   | mesh msgs/s | broker CPU/msg | broker bytes/msg | NATS msgs/s | NATS CPU/msg | NATS bytes/msg",
@@ -170,7 +211,7 @@ function printReport(r: Record<string, unknown>): void {
         } | ${row.baseline ? `${f(row.baseline.brokerCpuMsPerMessage, 3).padStart(9)} ms` : "-".padStart(12)} | ${row.baseline ? f(row.baseline.brokerBytesPerMessage, 0).padStart(14) : "-".padStart(14)}`,
     ),
     "",
-    `broker cost per message measured at ${r.brokerCostRate as number} msgs/s for every size; spread 256 B to ${human(sweep[sweep.length - 1]?.size ?? 0)}: CPU ${f(spreadR.cpu * 100)} %, bytes ${f(spreadR.bytes * 100)} %`,
+    `broker cost per message measured at ${r.brokerCostRate as number} msgs/s for every size (median of ${r.brokerCostRounds as number} interleaved rounds); spread 256 B to ${human(sweep[sweep.length - 1]?.size ?? 0)}: CPU ${f(spreadR.cpu * 100)} %, bytes ${f(spreadR.bytes * 100)} %`,
     `mesh beats the baseline end to end from: ${r.meshBeatsBaselineFrom === null ? "no size measured" : human(r.meshBeatsBaselineFrom as number)}`,
   ];
   process.stdout.write(`${lines.join("\n")}\n`);

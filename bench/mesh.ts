@@ -15,6 +15,8 @@ export interface BenchMesh {
   redis: RedisServerHandle;
   target: LoadTarget;
   brokerPid: number;
+  senderGatewayPid: number;
+  receiverGatewayPid: number;
   stop(): Promise<void>;
 }
 
@@ -51,6 +53,8 @@ export async function startBenchMesh(opts: { senders: number; receivers: number;
     mesh,
     redis,
     brokerPid: mesh.broker.process.pid!,
+    senderGatewayPid: mesh.components.get("gw-im-1")!.process.pid!,
+    receiverGatewayPid: mesh.components.get("gw-im-2")!.process.pid!,
     target: {
       senderEndpoint: mesh.components.get("gw-im-1")!.clientEndpoint!,
       receiverEndpoint: mesh.components.get("gw-im-2")!.clientEndpoint!,

@@ -17,11 +17,15 @@ test("make bench, with a tiny load, produces a complete result", async () => {
   const result = JSON.parse(readFileSync(join(out, file!), "utf8")) as {
     machine: { cores: number; node: string };
     peak: { rate: number; arrived: number };
+    peakCpu: { perProcess: Array<{ role: string; cpuMsPerMessage: number }>; totalMsPerMessage: number };
     latencyAtHalfPeak: { latency: { count: number } };
     sweep: Array<{ size: number; mesh: { messages: number; brokerCpuMsPerMessage: number; brokerBytesPerMessage: number } }>;
   };
   expect(result.machine.cores).toBeGreaterThan(0);
   expect(result.peak.arrived).toBeGreaterThan(0);
+  expect(result.peakCpu.perProcess.map((p) => p.role)).toEqual(["broker", "sending gateway", "receiving gateway", "Redis", "load generator"]);
+  for (const p of result.peakCpu.perProcess) expect(p.cpuMsPerMessage).toBeGreaterThan(0);
+  expect(stdout).toContain("CPU per message at the peak");
   expect(result.latencyAtHalfPeak.latency.count).toBeGreaterThan(0);
   expect(result.sweep.map((r) => r.size)).toEqual([256, 65536]);
   for (const row of result.sweep) {
