@@ -114,6 +114,66 @@ describe("createGrpcServer (plaintext)", () => {
   });
 });
 
+describe("bytes that are not the request message", () => {
+  const GARBAGE = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x07]);
+  let grpcServer: GrpcServer;
+  let generic: grpc.Client;
+  let handled = 0;
+
+  beforeAll(async () => {
+    grpcServer = createGrpcServer({ maxMessageBytes: 64 * 1024, services: [BrokerServiceService] });
+    grpcServer.server.addService(BrokerServiceService, {
+      submitStream: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+        call.on("data", () => handled++);
+        call.on("end", () => call.end());
+      },
+    });
+    const port = await bindServer(grpcServer.server, "127.0.0.1", 0, serverCredentials());
+    generic = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  });
+
+  afterAll(() => {
+    generic.close();
+    grpcServer.server.forceShutdown();
+  });
+
+  const raw = (b: Buffer) => b;
+
+  function statusOf(call: grpc.ClientReadableStream<Buffer> | grpc.ClientDuplexStream<Buffer, Buffer>): Promise<grpc.StatusObject> {
+    return new Promise((resolveStatus) => {
+      call.on("data", () => undefined);
+      call.on("error", () => undefined);
+      call.on("status", resolveStatus);
+    });
+  }
+
+  test("get INVALID_ARGUMENT with the reason, on unary, server-streaming and bidirectional calls", async () => {
+    const unary = await new Promise<grpc.ServiceError | null>((resolveError) => {
+      generic.makeUnaryRequest("/grpc.health.v1.Health/Check", raw, raw, GARBAGE, { deadline: deadlineIn(5_000) }, (err) => resolveError(err));
+    });
+    expect(unary?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(unary?.details).toMatch(/^the request to \/grpc\.health\.v1\.Health\/Check is not its protobuf message: ./);
+
+    const watch = await statusOf(generic.makeServerStreamRequest("/grpc.health.v1.Health/Watch", raw, raw, GARBAGE, { deadline: deadlineIn(5_000) }));
+    expect(watch.code).toBe(grpc.status.INVALID_ARGUMENT);
+
+    const stream = generic.makeBidiStreamRequest("/uims.broker.v1.BrokerService/SubmitStream", raw, raw, { deadline: deadlineIn(5_000) });
+    const status = statusOf(stream);
+    stream.write(GARBAGE);
+    expect((await status).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(handled).toBe(0);
+  });
+
+  test("valid requests on the same server are served as before", async () => {
+    const stream = generic.makeBidiStreamRequest("/uims.broker.v1.BrokerService/SubmitStream", raw, raw, { deadline: deadlineIn(5_000) });
+    const status = statusOf(stream);
+    stream.write(Buffer.alloc(0));
+    stream.end();
+    expect((await status).code).toBe(grpc.status.OK);
+    expect(handled).toBe(1);
+  });
+});
+
 test("without a service list, reflection lists every uims service", async () => {
   const { server } = createGrpcServer({ maxMessageBytes: 4096 });
   const port = await bindServer(server, "127.0.0.1", 0, serverCredentials());

@@ -92,8 +92,12 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
     "grpc.http2.min_ping_interval_without_data_ms": SERVER_MIN_PING_INTERVAL_MS,
     ...opts.channelOptions,
   };
-  if (opts.interceptors && opts.interceptors.length > 0) serverOptions.interceptors = opts.interceptors;
+  serverOptions.interceptors = [refuseUndecodable, ...(opts.interceptors ?? [])];
   const server = new grpc.Server(serverOptions);
+  // Every service added, ours and the standard ones alike, decodes without throwing, so that
+  // bytes that are not its request message get INVALID_ARGUMENT instead of grpc-js's INTERNAL.
+  const addService = server.addService.bind(server);
+  server.addService = (service, implementation) => addService(tolerantDecoding(service), implementation);
 
   const names = (opts.services ?? []).map((s) => (typeof s === "string" ? s : serviceNameOf(s)));
   const health = new HealthStatus(names, opts.initialHealth ?? "SERVING");
@@ -105,6 +109,52 @@ export function createGrpcServer(opts: GrpcServerOptions): GrpcServer {
   }
   return { server, health };
 }
+
+/** What a request that is not its method's protobuf message decodes to (see refuseUndecodable). */
+class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+/**
+ * The definition with request decoders that never throw: grpc-js answers a decoder's exception
+ * with INTERNAL ("Error deserializing request"), which blames the server for the caller's bytes.
+ */
+function tolerantDecoding(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const tolerant: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(definition) as Array<[string, grpc.MethodDefinition<unknown, unknown>]>) {
+    const decode = method.requestDeserialize;
+    tolerant[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return decode(bytes);
+        } catch (err) {
+          return new UndecodableRequest(err instanceof Error ? err.message : String(err));
+        }
+      },
+    };
+  }
+  return tolerant;
+}
+
+/** Answers an undecodable request with INVALID_ARGUMENT before any handler sees it. */
+const refuseUndecodable: grpc.ServerInterceptor = (method, call) => {
+  const intercepting: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(call, {
+    start: (next) =>
+      next(
+        new grpc.ServerListenerBuilder()
+          .withOnReceiveMessage((message: unknown, pass) => {
+            if (message instanceof UndecodableRequest) {
+              intercepting.sendStatus({ code: grpc.status.INVALID_ARGUMENT, details: `the request to ${method.path} is not its protobuf message: ${message.reason}` });
+            } else {
+              pass(message);
+            }
+          })
+          .build(),
+      ),
+  });
+  return intercepting;
+};
 
 /** "uims.broker.v1.BrokerService" from a generated service definition. */
 export function serviceNameOf(definition: grpc.ServiceDefinition): string {

@@ -575,7 +575,7 @@ describe.each(STORE_KINDS)("broker security (%s store)", (kind) => {
       expect(info.gateway).toMatchObject({ endpoint: gwA.endpoint, healthy: true });
     });
 
-    test("bytes that are not protobuf get a clean status on every unary RPC", async () => {
+    test("bytes that are not protobuf get INVALID_ARGUMENT, with the reason, on every unary RPC", async () => {
       const generic = new grpc.Client(running.endpoint, grpc.credentials.createInsecure());
       try {
         for (const name of Object.values(RPC_NAMES)) {
@@ -589,7 +589,8 @@ describe.each(STORE_KINDS)("broker security (%s store)", (kind) => {
               (e) => resolve(e),
             );
           });
-          expect({ name, code: err?.code, details: err?.details }).toEqual({ name, code: INTERNAL, details: "Error deserializing request" });
+          expect({ name, code: err?.code }).toEqual({ name, code: INVALID_ARGUMENT });
+          expect(err?.details).toMatch(new RegExp(`^the request to /uims\\.broker\\.v1\\.BrokerService/${name} is not its protobuf message: .+`));
         }
       } finally {
         generic.close();
