@@ -104,6 +104,11 @@ export async function runBenchmark(o: Options): Promise<Record<string, unknown>>
     const halfRate = Math.max(1, Math.floor(peak!.rate / 2));
     progress(`latency at half the peak (${halfRate} msgs/s, open loop) ...`);
     const latency = await load.openLoop({ rate: halfRate, durationMs: ms, size: 256 });
+    // At a tenth of the peak the cores are mostly idle: what remains is the protocol's own
+    // sequential path, the floor under the latency at any rate.
+    const lightRate = Math.max(1, Math.floor(peak!.rate / 10));
+    progress(`latency at a tenth of the peak (${lightRate} msgs/s, open loop) ...`);
+    const lightLatency = await load.openLoop({ rate: lightRate, durationMs: ms, size: 256 });
 
     if (o.baseline && NatsBaseline.available()) {
       baseline = new NatsBaseline();
@@ -178,6 +183,7 @@ export async function runBenchmark(o: Options): Promise<Record<string, unknown>>
       peak: { concurrency: peakConcurrency, ...peak! },
       peakCpu: { perProcess: peakCpu, totalMsPerMessage: peakCpu.reduce((sum, p) => sum + p.cpuMsPerMessage, 0), cores: cpus().length },
       latencyAtHalfPeak: { ...latency, targetRate: halfRate },
+      latencyAtTenthOfPeak: { ...lightLatency, targetRate: lightRate },
       sweep,
       brokerIdle: { cpuMsPerSecond: idlePerMs.cpuMs * 1000, bytesPerSecond: idlePerMs.readBytes * 1000 },
       brokerCostRate: costRate,
@@ -195,16 +201,20 @@ export async function runBenchmark(o: Options): Promise<Record<string, unknown>>
 function printReport(r: Record<string, unknown>): void {
   const peak = r.peak as RunResult & { concurrency: number };
   const lat = r.latencyAtHalfPeak as RunResult & { targetRate: number };
+  const light = r.latencyAtTenthOfPeak as RunResult & { targetRate: number };
   const cpu = r.peakCpu as { perProcess: CpuShare[]; totalMsPerMessage: number; cores: number };
   const sweep = r.sweep as SweepRow[];
   const spreadR = r.brokerCostSpread as { cpu: number; bytes: number };
   const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : "-");
+  const latencyLine = (label: string, run: RunResult & { targetRate: number }) =>
+    `${label} ${run.targetRate} msgs/s (open loop): p50 ${f(run.latency.p50, 2)} ms  p95 ${f(run.latency.p95, 2)} ms  p99 ${f(run.latency.p99, 2)} ms  max ${f(run.latency.max, 2)} ms`;
   const lines = [
     "",
     `peak, 256 B end to end:        ${f(peak.rate, 0)} msgs/s (${peak.concurrency} in flight, ${peak.arrived} messages, ${peak.failed} failed)`,
     `CPU per message at the peak:   ${cpu.perProcess.map((p) => `${p.role} ${f(p.cpuMsPerMessage, 2)} ms`).join(", ")}`,
     `                               ${f(cpu.totalMsPerMessage, 2)} ms in all: ${cpu.cores} cores allow at most ${f((cpu.cores * 1000) / cpu.totalMsPerMessage, 0)} msgs/s`,
-    `latency at ${lat.targetRate} msgs/s (open loop): p50 ${f(lat.latency.p50, 2)} ms  p95 ${f(lat.latency.p95, 2)} ms  p99 ${f(lat.latency.p99, 2)} ms  max ${f(lat.latency.max, 2)} ms`,
+    latencyLine("latency at half the peak,", lat),
+    latencyLine("latency at a tenth,       ", light),
     "",
     "payload   | mesh msgs/s | broker CPU/msg | broker bytes/msg | NATS msgs/s | NATS CPU/msg | NATS bytes/msg",
     "----------|-------------|----------------|------------------|-------------|--------------|---------------",

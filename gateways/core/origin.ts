@@ -240,7 +240,8 @@ export class Originator {
 
   /** The broker's notice (final delivery notice, read receipt, re-route, failure). */
   async notify(req: NotifyRequest, sessionKey: Buffer): Promise<void> {
-    const record = await this.load(req.messageId);
+    // Usually written last by this process; the update below compares against the store anyway.
+    const record = this.records.peek(KEY(req.messageId)) ?? (await this.load(req.messageId));
     const traceparent = record ? MetaInformation.decode(Buffer.from(record.meta, "base64")).trace?.traceparent : undefined;
     await step("uims.notice", { traceparent, attributes: { [Attr.messageId]: req.messageId, "uims.state": MessageState[req.event?.state ?? 0] ?? "", "uims.rerouted": Boolean(req.reroute) } }, () =>
       this.applyNotice(record, req, sessionKey),

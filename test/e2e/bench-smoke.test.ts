@@ -19,6 +19,7 @@ test("make bench, with a tiny load, produces a complete result", async () => {
     peak: { rate: number; arrived: number };
     peakCpu: { perProcess: Array<{ role: string; cpuMsPerMessage: number }>; totalMsPerMessage: number };
     latencyAtHalfPeak: { latency: { count: number } };
+    latencyAtTenthOfPeak: { latency: { count: number } };
     sweep: Array<{ size: number; mesh: { messages: number; brokerCpuMsPerMessage: number; brokerBytesPerMessage: number } }>;
   };
   expect(result.machine.cores).toBeGreaterThan(0);
@@ -27,6 +28,7 @@ test("make bench, with a tiny load, produces a complete result", async () => {
   for (const p of result.peakCpu.perProcess) expect(p.cpuMsPerMessage).toBeGreaterThan(0);
   expect(stdout).toContain("CPU per message at the peak");
   expect(result.latencyAtHalfPeak.latency.count).toBeGreaterThan(0);
+  expect(result.latencyAtTenthOfPeak.latency.count).toBeGreaterThan(0);
   expect(result.sweep.map((r) => r.size)).toEqual([256, 65536]);
   for (const row of result.sweep) {
     expect(row.mesh.messages).toBeGreaterThan(0);
