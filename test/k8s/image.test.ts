@@ -2,6 +2,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SERVER_NODE_FLAGS } from "../../cli/local-mesh";
 
 /**
  * The image cannot be built on this machine (no container engine), so these check what can be
@@ -65,7 +66,8 @@ describe("the image entry script bin/uims-server", () => {
         expect(seen.pid).toBe(child.pid);
         expect(seen.argv).toEqual(["--flag", "x y"]);
         expect(seen.preloaded).toBe(withTelemetry);
-        expect(seen.execArgv).toEqual(withTelemetry ? ["--require", join(root, "dist", "common", "telemetry.js")] : []);
+        // The same node flags as the servers `uims up` starts.
+        expect(seen.execArgv).toEqual([...SERVER_NODE_FLAGS, ...(withTelemetry ? ["--require", join(root, "dist", "common", "telemetry.js")] : [])]);
       } finally {
         rmSync(root, { recursive: true, force: true });
       }
