@@ -105,7 +105,9 @@ function eventOf(state: MessageState, fields: Partial<StatusEvent> & { atUnixMs:
 
 export function traceparentFor(given: string | undefined): string {
   if (given && /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(given)) return given;
-  return `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`;
+  // Trace id and parent id from one draw of randomness (each draw is a system call).
+  const ids = randomBytes(24).toString("hex");
+  return `00-${ids.slice(0, 32)}-${ids.slice(32)}-01`;
 }
 
 /** Payloads accepted here, kept in memory for their first transmission (saves a store read). */
