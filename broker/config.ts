@@ -20,6 +20,11 @@ export interface BrokerConfig extends CommonConfig {
   maxMessageBytes: number;
   /** How long routing may use a profile it read (admin changes take effect within this). */
   profileCacheMs: number;
+  /**
+   * Connections older than this are asked to go away (HTTP/2 GOAWAY), so that clients resolve
+   * the broker's address again and find replicas added since; 0 keeps connections for good.
+   */
+  maxConnectionAgeMs: number;
 }
 
 const SIGNING_KEY = /^[A-Za-z0-9_.-]{1,32}:[A-Za-z0-9+/=_-]{43,44}$/;
@@ -55,6 +60,7 @@ export function loadBrokerConfig(env: Env = process.env): BrokerConfig {
     noticeRetryMs: r.durationMs("NOTICE_RETRY_MS", 86_400_000, { min: 1_000 }),
     maxMessageBytes: r.int("BROKER_MAX_MESSAGE_BYTES", { default: 256 * 1024, min: 16 * 1024 }),
     profileCacheMs: r.durationMs("PROFILE_CACHE_MS", 1_000, { min: 0, max: 60_000 }),
+    maxConnectionAgeMs: r.durationMs("BROKER_MAX_CONNECTION_AGE_MS", 300_000, { min: 0 }),
   };
   r.finish();
   return config;

@@ -1,3 +1,4 @@
+import type * as grpc from "@grpc/grpc-js";
 import { AdminServiceService } from "../gen/uims/admin/v1/admin";
 import { BrokerServiceService } from "../gen/uims/broker/v1/broker";
 import { TscsAuthority } from "../common/crypto/tscs";
@@ -58,7 +59,11 @@ export function createBrokerServer(config: BrokerConfig, store: Store, logger: L
     limits: { maxContentBytes: config.maxContentBytes, receiptTimeoutMs: config.receiptTimeoutMs, heartbeatIntervalMs: config.heartbeatIntervalMs },
   });
   const inFlight = new InFlight();
-  const grpcServer = createGrpcServer({ maxMessageBytes: config.maxMessageBytes, services: [BrokerServiceService, AdminServiceService] });
+  const grpcServer = createGrpcServer({
+    maxMessageBytes: config.maxMessageBytes,
+    services: [BrokerServiceService, AdminServiceService],
+    channelOptions: connectionAgeOptions(config),
+  });
   grpcServer.server.addService(BrokerServiceService, createBrokerService({ protocol, tscs, logger, inFlight }));
   grpcServer.server.addService(
     AdminServiceService,
@@ -106,5 +111,18 @@ export function createBrokerServer(config: BrokerConfig, store: Store, logger: L
       notifier.stop();
     },
     monitor,
+  };
+}
+
+/**
+ * Old connections are closed so that clients re-resolve the broker's address (a replica added
+ * by the autoscaler becomes known). Clients move their calls to new streams every
+ * MESH_STREAM_LIFETIME_MS, so the grace of two lifetimes lets every stream end by itself.
+ */
+export function connectionAgeOptions(config: Pick<BrokerConfig, "maxConnectionAgeMs" | "meshStreamLifetimeMs">): grpc.ServerOptions {
+  if (config.maxConnectionAgeMs === 0) return {};
+  return {
+    "grpc.max_connection_age_ms": config.maxConnectionAgeMs,
+    "grpc.max_connection_age_grace_ms": 2 * config.meshStreamLifetimeMs + 10_000,
   };
 }

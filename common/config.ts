@@ -486,6 +486,9 @@ export const DEFAULT_GRPC_PORT = 50051;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 export const DEFAULT_LOG_LEVEL = "info";
 export const DEFAULT_TSCS_WINDOW_MS = 30_000;
+export const ENV_MESH_STREAM_LIFETIME_MS = "MESH_STREAM_LIFETIME_MS";
+/** A minute: new broker replicas get streams within about that long of being reachable. */
+export const DEFAULT_MESH_STREAM_LIFETIME_MS = 60_000;
 
 export const NODE_ID_PATTERN = /^[a-z0-9-]{1,63}$/;
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -508,6 +511,12 @@ export interface CommonConfig {
   logLevel: LogLevel;
   /** TSCS login time window. */
   tscsWindowMs: number;
+  /**
+   * How long this node sends new calls on one multiplexed stream to a peer before it opens the
+   * next (the old one finishes its calls): new streams spread over every replica the channel
+   * knows, so replicas added later get their share.
+   */
+  meshStreamLifetimeMs: number;
 }
 
 /**
@@ -525,8 +534,9 @@ export function readCommonConfig(r: EnvReader): CommonConfig {
   const shutdownGraceMs = r.durationMs(ENV_SHUTDOWN_GRACE_MS, DEFAULT_SHUTDOWN_GRACE_MS, { min: 0, max: 600_000 });
   const logLevel = r.enum(ENV_LOG_LEVEL, LOG_LEVELS, DEFAULT_LOG_LEVEL);
   const tscsWindowMs = r.durationMs(ENV_TSCS_WINDOW_MS, DEFAULT_TSCS_WINDOW_MS, { min: 1_000, max: 600_000 });
+  const meshStreamLifetimeMs = r.durationMs(ENV_MESH_STREAM_LIFETIME_MS, DEFAULT_MESH_STREAM_LIFETIME_MS, { min: 1_000, max: 86_400_000 });
   const tls = readTlsFiles(r);
-  const config: CommonConfig = { nodeId, grpcHost, grpcPort, k1, shutdownGraceMs, logLevel, tscsWindowMs };
+  const config: CommonConfig = { nodeId, grpcHost, grpcPort, k1, shutdownGraceMs, logLevel, tscsWindowMs, meshStreamLifetimeMs };
   if (metricsPort !== undefined) config.metricsPort = metricsPort;
   if (redisUrl !== undefined) config.redisUrl = redisUrl;
   if (tls !== undefined) config.tls = tls;

@@ -45,6 +45,7 @@ export function meshIdentity(config: CommonConfig, maxMessageBytes: number, cloc
     callTimeoutMs: 5_000,
     // Session keys per set-up: one login serves this many calls (each key is still used once).
     keyBatch: 64,
+    streamLifetimeMs: config.meshStreamLifetimeMs,
     clock,
   };
 }

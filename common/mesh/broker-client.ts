@@ -61,18 +61,10 @@ export class BrokerClient {
       if (!res.grant) throw new UnauthenticatedError("broker answered the set-up without a grant");
       return res.grant;
     });
-    this.submits = new MultiplexedClient<SubmitRequest, SubmitResponse>(
-      () => this.client.submitStream(),
-      timeout,
-    );
-    this.confirms = new MultiplexedClient<ConfirmReleaseRequest, ConfirmReleaseResponse>(
-      () => this.client.confirmReleaseStream(),
-      timeout,
-    );
-    this.reports = new MultiplexedClient<ReportRequest, ReportResponse>(
-      () => this.client.reportStream(),
-      timeout,
-    );
+    const lifetime = identity.streamLifetimeMs;
+    this.submits = new MultiplexedClient<SubmitRequest, SubmitResponse>(() => this.client.submitStream(), timeout, lifetime);
+    this.confirms = new MultiplexedClient<ConfirmReleaseRequest, ConfirmReleaseResponse>(() => this.client.confirmReleaseStream(), timeout, lifetime);
+    this.reports = new MultiplexedClient<ReportRequest, ReportResponse>(() => this.client.reportStream(), timeout, lifetime);
   }
 
   /** Phases 1 and 2: submits the IMI and checks the outer digest of the release. */

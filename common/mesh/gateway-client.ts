@@ -32,8 +32,8 @@ export class GatewayClient {
       if (!res.grant) throw new UnauthenticatedError(`gateway ${nodeId} answered the set-up without a grant`);
       return res.grant;
     });
-    this.transmits = new MultiplexedClient(() => this.client.transmitStream(), identity.callTimeoutMs);
-    this.notices = new MultiplexedClient(() => this.client.notifyStream(), identity.callTimeoutMs);
+    this.transmits = new MultiplexedClient(() => this.client.transmitStream(), identity.callTimeoutMs, identity.streamLifetimeMs);
+    this.notices = new MultiplexedClient(() => this.client.notifyStream(), identity.callTimeoutMs, identity.streamLifetimeMs);
   }
 
   /** Phase 3: sends the message and checks the destination's signed acknowledgement. */

@@ -106,26 +106,41 @@ export function multiplexed<Req, Res>(
 }
 
 type Opener<Req, Res> = () => grpc.ClientDuplexStream<StreamEnvelope<Req>, StreamReply<Res>>;
+type Stream<Req, Res> = grpc.ClientDuplexStream<StreamEnvelope<Req>, StreamReply<Res>>;
 
 interface Pending<Res> {
   resolve: (value: Res) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
+  /** The stream the request went out on: its failure fails this call. */
+  stream: object;
 }
 
 function unavailable(message: string): Error {
   return new GrpcStatusError(grpc.status.UNAVAILABLE, message);
 }
 
-/** Client side of a multiplexed stream: one call per request, reopened after a failure. */
+/**
+ * Client side of a multiplexed stream: one call per request, reopened after a failure.
+ *
+ * With a lifetime, new requests move to a fresh stream once the current one is that old (with
+ * some jitter, so that a fleet does not move at once); the old stream is half-closed and the
+ * peer answers what it already has before ending it. Each new stream is a new call, which the
+ * channel's round-robin places on the next replica it knows: replicas added after start-up
+ * (another broker, once its address resolves) get their share without any reconnection.
+ */
 export class MultiplexedClient<Req, Res> {
-  private stream: grpc.ClientDuplexStream<StreamEnvelope<Req>, StreamReply<Res>> | null = null;
+  private stream: Stream<Req, Res> | null = null;
+  private streamExpiresAt = Infinity;
+  /** Streams that take no new requests and still owe answers. */
+  private readonly retired = new Set<Stream<Req, Res>>();
   private readonly pending = new Map<number, Pending<Res>>();
   private nextId = 1;
 
   constructor(
     private readonly open: Opener<Req, Res>,
     private readonly defaultTimeoutMs: number,
+    private readonly lifetimeMs?: number,
   ) {}
 
   call(request: Req, timeoutMs = this.defaultTimeoutMs): Promise<Res> {
@@ -136,7 +151,7 @@ export class MultiplexedClient<Req, Res> {
         this.pending.delete(correlationId);
         reject(new GrpcStatusError(grpc.status.DEADLINE_EXCEEDED, `no answer within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(correlationId, { resolve, reject, timer });
+      this.pending.set(correlationId, { resolve, reject, timer, stream });
       stream.write({ correlationId, request });
     });
   }
@@ -145,18 +160,34 @@ export class MultiplexedClient<Req, Res> {
     return this.pending.size;
   }
 
-  close(): void {
-    const stream = this.stream;
-    this.stream = null;
-    this.failAll(unavailable("stream closed"));
-    stream?.end();
-    stream?.cancel();
+  /** Streams opened so far that have not ended (the current one and retired ones still answering). */
+  get openStreams(): number {
+    return (this.stream ? 1 : 0) + this.retired.size;
   }
 
-  private ensureStream(): grpc.ClientDuplexStream<StreamEnvelope<Req>, StreamReply<Res>> {
+  close(): void {
+    const streams = [...(this.stream ? [this.stream] : []), ...this.retired];
+    this.stream = null;
+    this.retired.clear();
+    this.failAll(unavailable("stream closed"));
+    for (const stream of streams) {
+      stream.end();
+      stream.cancel();
+    }
+  }
+
+  private ensureStream(): Stream<Req, Res> {
+    if (this.stream && Date.now() >= this.streamExpiresAt) {
+      const old = this.stream;
+      this.stream = null;
+      this.retired.add(old);
+      old.end();
+    }
     if (this.stream) return this.stream;
     const stream = this.open();
     this.stream = stream;
+    // Between 75 % and 100 % of the lifetime.
+    this.streamExpiresAt = this.lifetimeMs ? Date.now() + this.lifetimeMs * (0.75 + Math.random() * 0.25) : Infinity;
     stream.on("data", (reply: StreamReply<Res>) => {
       const waiter = this.pending.get(reply.correlationId);
       if (!waiter) return;
@@ -168,13 +199,22 @@ export class MultiplexedClient<Req, Res> {
       else waiter.reject(unavailable("empty reply on stream"));
     });
     const drop = (err?: Error) => {
-      if (this.stream !== stream) return;
-      this.stream = null;
-      this.failAll(unavailable(`stream to peer failed: ${err?.message ?? "ended"}`));
+      if (this.stream === stream) this.stream = null;
+      this.retired.delete(stream);
+      this.failOn(stream, unavailable(`stream to peer failed: ${err?.message ?? "ended"}`));
     };
     stream.on("error", drop);
     stream.on("end", () => drop());
     return stream;
+  }
+
+  private failOn(stream: object, err: Error): void {
+    for (const [id, waiter] of this.pending) {
+      if (waiter.stream !== stream) continue;
+      clearTimeout(waiter.timer);
+      waiter.reject(err);
+      this.pending.delete(id);
+    }
   }
 
   private failAll(err: Error): void {

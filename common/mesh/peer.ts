@@ -13,6 +13,8 @@ export interface MeshIdentity {
   callTimeoutMs: number;
   /** Session keys fetched per set-up. */
   keyBatch: number;
+  /** New calls move to a fresh stream after this long (see MultiplexedClient); unset: never. */
+  streamLifetimeMs?: number;
   clock?: () => number;
 }
 

@@ -29,7 +29,7 @@ export class ProcessorClient {
       if (!res.grant) throw new UnauthenticatedError(`processor ${nodeId} answered the set-up without a grant`);
       return res.grant;
     });
-    this.transmits = new MultiplexedClient(() => this.client.transmitStream(), identity.callTimeoutMs);
+    this.transmits = new MultiplexedClient(() => this.client.transmitStream(), identity.callTimeoutMs, identity.streamLifetimeMs);
   }
 
   transmit(message: InstantMessage, payloadDigest: Buffer, timeoutMs?: number): Promise<TransmitResponse> {
