@@ -249,8 +249,11 @@ export class BrokerProtocol {
           txn.events.push(event(MessageState.MESSAGE_STATE_READ, { ...base, reason: req.reason }));
           break;
         default: {
-          if (isFinal(txn.state) || txn.state === MessageState.MESSAGE_STATE_DELIVERED) return null;
           const kind = req.failureKind === FailureKind.FAILURE_KIND_PERMANENT ? FailureKind.FAILURE_KIND_PERMANENT : FailureKind.FAILURE_KIND_TEMPORARY;
+          // A delivered message can still fail for good when the destination hears so later (a
+          // mail system's bounce after its relay took the mail); nothing else undoes a delivery.
+          const bounced = txn.state === MessageState.MESSAGE_STATE_DELIVERED && kind === FailureKind.FAILURE_KIND_PERMANENT && !originGivingUp;
+          if (isFinal(txn.state) || (txn.state === MessageState.MESSAGE_STATE_DELIVERED && !bounced)) return null;
           txn.events.push(event(MessageState.MESSAGE_STATE_FAILED, { ...base, failureKind: kind, reason: req.reason || "not delivered" }));
           if (fallback) this.applyFallback(txn, meta, fallback, at, `fallback after ${mediumName(meta.targetMedium)} failed: ${req.reason || "not delivered"}`);
           else txn.state = MessageState.MESSAGE_STATE_FAILED;

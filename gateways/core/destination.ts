@@ -166,6 +166,17 @@ export class Destination {
     });
   }
 
+  /**
+   * A failure learnt after the hand-over, e.g. a mail system's bounce days after its relay took
+   * the mail: the message failed for good, even when it was reported delivered. False when the
+   * message is unknown here or already failed.
+   */
+  markBounced(messageId: string, reason: string): Promise<boolean> {
+    return this.transition(messageId, ["received", "handed", "delivered"], "failed", (r) => {
+      r.failure = { permanent: true, reason };
+    });
+  }
+
   /** The message as delivered here, for adapters (e.g. an inbox acknowledging it). */
   async get(messageId: string): Promise<{ message: InboundMessage; state: InboundState } | null> {
     const record = await this.load(messageId);
@@ -187,7 +198,7 @@ export class Destination {
    * Moves a message between states with compare-and-set: delivery by the adapter, the inbox
    * stream and the client's acknowledgement race, and exactly one of them may win each step.
    */
-  private async transition(messageId: string, from: InboundState[], to: InboundState, change?: (r: InboundRecord) => void): Promise<void> {
+  private async transition(messageId: string, from: InboundState[], to: InboundState, change?: (r: InboundRecord) => void): Promise<boolean> {
     const result = await this.records.update(
       KEY(messageId),
       (record) => {
@@ -199,15 +210,16 @@ export class Destination {
       },
       (record) => this.ttl(record),
     );
-    if (!result?.after) return;
+    if (!result?.after) return false;
     const wasDelivered = result.before.state === "delivered";
     if (to !== "received") this.fresh.delete(messageId);
     await Promise.all([this.deliveries.remove(messageId), to !== "received" ? this.o.store.del(PAYLOAD(messageId)) : undefined]);
-    if (to === "handed" || to === "received") return;
+    if (to === "handed" || to === "received") return true;
     if (to !== "read") messages.inc({ role: "received", medium: mediumName(this.o.medium), outcome: to });
     // A read implies delivery: report both so the broker books the delivery.
     if (to === "read" && !wasDelivered) await this.queueReport(messageId, "delivered");
     await this.queueReport(messageId, to);
+    return true;
   }
 
   private async deliver(messageId: string): Promise<void> {

@@ -30,7 +30,7 @@ function setup(results: RelayResult[] = []) {
       },
     },
     originals,
-    bounceAddress: "postmaster@uims.local",
+    returnPaths: { for: (messageId: string) => `postmaster+${messageId}@uims.local` },
     mailDomain: "uims.local",
     smsDomain: "sms.uims.local",
     retentionMs: 60_000,
@@ -54,10 +54,10 @@ function failed(fields: Partial<SentMessage> = {}, reason = "550 5.2.2 mailbox f
 }
 
 describe("email adapter: delivery", () => {
-  test("hands the raw message to the relay from the bounce address; 250 is delivered", async () => {
+  test("hands the raw message to the relay from the message's return path; 250 is delivered", async () => {
     const { adapter, sent } = setup();
     expect(await adapter.deliver(inbound({ targetAddress: "mailto:dave@example.org" }))).toEqual({ kind: "delivered", bytes: 20, detail: "250 2.0.0 queued" });
-    expect(sent[0]!.envelope).toEqual({ from: "postmaster@uims.local", to: ["dave@example.org"] });
+    expect(sent[0]!.envelope).toEqual({ from: "postmaster+m-1@uims.local", to: ["dave@example.org"] });
   });
 
   test("a redelivery of a message the relay already took sends nothing twice", async () => {

@@ -4,12 +4,14 @@ import type { Logger } from "../../common/logger";
 import type { Store } from "../../common/store";
 import type { DeliveryOutcome, InboundMessage, MediumAdapter, SentMessage } from "../core/types";
 import { statusFrom, type BounceQueue, type OriginalMails } from "./bounce";
+import type { ReturnPaths } from "./return-path";
 import type { SmtpRelay } from "./smtp-out";
 
 /**
- * The email medium: delivery is a hand-over to the SMTP relay (its 250 is "delivered"; bounces
- * that arrive later are not matched to messages), and a mail from the internet that ends FAILED
- * or EXPIRED gets a non-delivery report back to its sender.
+ * The email medium: delivery is a hand-over to the SMTP relay (its 250 is "delivered"), from a
+ * return path that names the message, so that a bounce arriving later turns it FAILED (see
+ * SmtpInbound); a mail from the internet that ends FAILED or EXPIRED gets a non-delivery report
+ * back to its sender.
  */
 
 export interface EmailAdapterOptions {
@@ -17,8 +19,8 @@ export interface EmailAdapterOptions {
   relay: Pick<SmtpRelay, "send" | "health">;
   bounces: Pick<BounceQueue, "enqueue">;
   originals: OriginalMails;
-  /** Envelope sender of mail sent out. */
-  bounceAddress: string;
+  /** Envelope senders of mail sent out: one per message. */
+  returnPaths: Pick<ReturnPaths, "for">;
   mailDomain: string;
   smsDomain: string;
   /** How long a "sent" mark is kept (a redelivery after a crash then sends nothing twice). */
@@ -49,7 +51,7 @@ export class EmailAdapter implements MediumAdapter {
     const earlier = await this.o.store.get(sentKey);
     if (earlier !== null) return { kind: "delivered", bytes: payload.body.length, detail: earlier };
 
-    const result = await this.o.relay.send({ from: this.o.bounceAddress, to: [to] }, payload.body);
+    const result = await this.o.relay.send({ from: this.o.returnPaths.for(messageId), to: [to] }, payload.body);
     if (!result.ok) return { kind: "failed", permanent: result.permanent, reason: result.reason };
     await this.o.store.set(sentKey, result.response, this.o.retentionMs);
     this.o.logger.info({ messageId, response: result.response }, "mail handed to the relay");

@@ -39,4 +39,10 @@ describe("email gateway configuration", () => {
     const names = (error as ConfigError).problems.map((p) => p.name);
     expect(names).toEqual(expect.arrayContaining(["MAIL_DOMAIN", "SMTP_RELAY_URL", "SMTP_PORT", "SMTP_TLS_CERT_FILE", "SMTP_TLS_KEY_FILE"]));
   });
+
+  test("a bounce address whose local part leaves no room for a message's return path is refused", () => {
+    const local = "x".repeat(20);
+    expect(() => loadEmailGatewayConfig({ ...base, BOUNCE_ADDRESS: `${local}@uims.local` })).toThrow(/BOUNCE_ADDRESS.*at most 19 characters/s);
+    expect(loadEmailGatewayConfig({ ...base, BOUNCE_ADDRESS: `${local.slice(1)}@uims.local` }).bounceAddress).toBe(`${local.slice(1)}@uims.local`);
+  });
 });

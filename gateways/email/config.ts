@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { EnvReader, type Env } from "../../common/config";
 import { readGatewayConfig, type GatewayConfig } from "../core/config";
+import { ReturnPaths } from "./return-path";
 
 export interface EmailGatewayConfig extends GatewayConfig {
   /** Inbound SMTP listener (mail from the internet or a front MTA). */
@@ -24,7 +25,7 @@ export interface EmailGatewayConfig extends GatewayConfig {
   relayTimeoutMs: number;
   /** Consecutive failed relay attempts after which the gateway reports itself unhealthy. */
   relayUnhealthyAfter: number;
-  /** Envelope sender of mail sent out, and From of non-delivery reports. */
+  /** From of non-delivery reports; mail sent out goes from `<local>+<message id and tag>@<domain>` (see ReturnPaths). */
   bounceAddress: string;
 }
 
@@ -43,6 +44,10 @@ export function readEmailGatewayConfig(r: EnvReader): EmailGatewayConfig {
     r.problem(certSet ? "SMTP_TLS_KEY_FILE" : "SMTP_TLS_CERT_FILE", "SMTP_TLS_CERT_FILE and SMTP_TLS_KEY_FILE go together (STARTTLS needs both)");
   }
   const relayUrl = r.optionalUrl("SMTP_RELAY_URL", ["smtp:", "smtps:"]);
+  const bounceAddress = r.string("BOUNCE_ADDRESS", { default: `postmaster@${mailDomain}`, pattern: ADDRESS_PATTERN, expected: "an e-mail address" });
+  if (bounceAddress.lastIndexOf("@") > ReturnPaths.maxLocalPart) {
+    r.problem("BOUNCE_ADDRESS", `the part before @ may have at most ${ReturnPaths.maxLocalPart} characters: each message's return path adds its id to it`);
+  }
   return {
     ...gateway,
     smtpHost: r.string("SMTP_HOST", { default: "0.0.0.0" }),
@@ -55,7 +60,7 @@ export function readEmailGatewayConfig(r: EnvReader): EmailGatewayConfig {
     ...(relayUrl ? { relayUrl } : {}),
     relayTimeoutMs: r.durationMs("SMTP_RELAY_TIMEOUT_MS", 30_000, { min: 100, max: 600_000 }),
     relayUnhealthyAfter: r.int("SMTP_RELAY_UNHEALTHY_AFTER", { default: 3, min: 1, max: 1000 }),
-    bounceAddress: r.string("BOUNCE_ADDRESS", { default: `postmaster@${mailDomain}`, pattern: ADDRESS_PATTERN, expected: "an e-mail address" }),
+    bounceAddress,
   };
 }
 

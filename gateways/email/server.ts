@@ -4,6 +4,7 @@ import { createGateway, type Gateway } from "../core/gateway";
 import { EmailAdapter } from "./adapter";
 import { BounceQueue, OriginalMails } from "./bounce";
 import type { EmailGatewayConfig } from "./config";
+import { ReturnPaths } from "./return-path";
 import { SmtpInbound } from "./smtp-in";
 import { SmtpRelay } from "./smtp-out";
 
@@ -42,6 +43,7 @@ export function createEmailGateway(config: EmailGatewayConfig, store: Store, log
     ...(clock ? { clock } : {}),
   });
   const originals = new OriginalMails(store, config.defaultTtlMs + config.retentionMs);
+  const returnPaths = new ReturnPaths(config.bounceAddress, config.k1);
   const gateway = createGateway({
     config,
     store,
@@ -53,14 +55,23 @@ export function createEmailGateway(config: EmailGatewayConfig, store: Store, log
         relay,
         bounces,
         originals,
-        bounceAddress: config.bounceAddress,
+        returnPaths,
         mailDomain: config.mailDomain,
         smsDomain: config.smsDomain,
         retentionMs: config.retentionMs,
         logger,
       }),
   });
-  const smtp = new SmtpInbound({ config, accept: (input) => gateway.origin.accept(input), originals, bounces, logger, ...(clock ? { clock } : {}) });
+  const smtp = new SmtpInbound({
+    config,
+    accept: (input) => gateway.origin.accept(input),
+    originals,
+    bounces,
+    returnPaths,
+    onBounce: (messageId, reason) => gateway.destination.markBounced(messageId, reason),
+    logger,
+    ...(clock ? { clock } : {}),
+  });
   return {
     gateway,
     relay,

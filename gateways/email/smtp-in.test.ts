@@ -12,8 +12,9 @@ import { createLogger } from "../../common/logger";
 import { createStore } from "../../common/store";
 import { swaks } from "../../test/support/smtp";
 import type { AcceptInput, SentMessage } from "../core/types";
-import { OriginalMails, type BounceRequest } from "./bounce";
+import { composeBounce, OriginalMails, type BounceRequest } from "./bounce";
 import { loadEmailGatewayConfig, type EmailGatewayConfig } from "./config";
+import { ReturnPaths } from "./return-path";
 import { SmtpInbound } from "./smtp-in";
 
 /** The SMTP side alone, with a stand-in for the gateway core's accept. */
@@ -42,8 +43,16 @@ function sentMessage(input: AcceptInput): SentMessage {
 async function start(extra: Partial<EmailGatewayConfig> = {}) {
   const accepted: AcceptInput[] = [];
   const bounces: Array<{ id: string; request: BounceRequest }> = [];
+  const bounced: Array<{ messageId: string; reason: string }> = [];
+  const cfg = config(extra);
+  const returnPaths = new ReturnPaths(cfg.bounceAddress, cfg.k1);
   const smtp = new SmtpInbound({
-    config: config(extra),
+    config: cfg,
+    returnPaths,
+    onBounce: async (messageId, reason) => {
+      bounced.push({ messageId, reason });
+      return true;
+    },
     accept: async (input) => {
       if (input.recipient === "nobody") throw new RelayedRefusal(grpc.status.NOT_FOUND, 'recipient "nobody" is unknown');
       if (input.recipient === "down") throw new GrpcStatusError(grpc.status.UNAVAILABLE, "connect ECONNREFUSED");
@@ -60,7 +69,7 @@ async function start(extra: Partial<EmailGatewayConfig> = {}) {
     logger,
   });
   const port = await smtp.listen();
-  return { smtp, port, accepted, bounces };
+  return { smtp, port, accepted, bounces, bounced, returnPaths };
 }
 
 const message = (headers: string[] = []) => Buffer.from([...headers, "From: x@example.org", "Subject: hello", "Message-ID: <m1@example.org>", "X-Priority: 1", "", "body", ""].join("\r\n"));
@@ -74,6 +83,62 @@ describe("SMTP in, with a stand-in core", () => {
   beforeEach(() => {
     env.accepted.length = 0;
     env.bounces.length = 0;
+    env.bounced.length = 0;
+  });
+
+  describe("reports about mail the gateway sent", () => {
+    const report = (status: string, diagnostic: string) =>
+      composeBounce(
+        { to: "postmaster@uims.local", subject: "hello", recipients: [{ address: "dave@example.org", status, diagnostic }], originalHeaders: "", originalMessageId: "", arrivedAtUnixMs: Date.now() },
+        { from: "MAILER-DAEMON@mx.example.org", reportingMta: "mx.example.org", id: randomUUID(), now: new Date() },
+      );
+
+    test("swaks: a bounce to a message's return path fails that message, with the remote diagnostic; 250, nothing submitted", async () => {
+      const messageId = randomUUID();
+      const raw = await report("5.1.1", "550 5.1.1 <dave@example.org>: user unknown");
+      const result = await swaks(env.port, ["--from", "<>", "--to", env.returnPaths.for(messageId), "--data", "-"], raw);
+      expect(result.exitCode).toBe(0);
+      expect(result.decisive).toBe("250 2.0.0 OK: report received");
+      expect(env.bounced).toEqual([{ messageId, reason: "bounced by the recipient's mail system: 550 5.1.1 <dave@example.org>: user unknown" }]);
+      expect(env.accepted).toEqual([]);
+      expect(env.bounces).toEqual([]);
+    });
+
+    test("a delay, or a mail that is no report, changes nothing and is not answered with a report", async () => {
+      const messageId = randomUUID();
+      const delayed = Buffer.from(
+        [
+          'Content-Type: multipart/report; report-type=delivery-status; boundary="b"',
+          "",
+          "--b",
+          "Content-Type: message/delivery-status",
+          "",
+          "Reporting-MTA: dns; mx.example.org",
+          "",
+          "Final-Recipient: rfc822; dave@example.org",
+          "Action: delayed",
+          "Status: 4.4.1",
+          "",
+          "--b--",
+          "",
+        ].join("\r\n"),
+      );
+      await client().sendMail({ envelope: { from: "", to: env.returnPaths.for(messageId) }, raw: delayed });
+      await client().sendMail({ envelope: { from: "", to: env.returnPaths.for(messageId) }, raw: message() });
+      expect(env.bounced).toEqual([]);
+      expect(env.accepted).toEqual([]);
+      expect(env.bounces).toEqual([]);
+    });
+
+    test("a return path with a forged tag is an unknown recipient: 550 at RCPT", async () => {
+      const genuine = env.returnPaths.for(randomUUID());
+      // The last digit of the tag changed.
+      const forged = genuine.replace(/([0-9a-f])@/, (_, d: string) => `${d === "0" ? "1" : "0"}@`);
+      expect(forged).not.toBe(genuine);
+      const result = await swaks(env.port, ["--from", "<>", "--to", forged, "--quit-after", "RCPT"]);
+      expect(result.decisive).toMatch(/^550 5\.1\.1 /);
+      expect(env.bounced).toEqual([]);
+    });
   });
 
   const client = () => nodemailer.createTransport({ host: "127.0.0.1", port: env.port, ignoreTLS: true });

@@ -7,6 +7,8 @@ import type { Logger } from "../../common/logger";
 import type { AcceptInput, SentMessage } from "../core/types";
 import type { BounceQueue, OriginalMails } from "./bounce";
 import type { EmailGatewayConfig } from "./config";
+import { readDeliveryStatus } from "./dsn";
+import type { ReturnPaths } from "./return-path";
 import { inspectMessage, type InspectedMail } from "./message";
 import { formatReply, refusalReply, REPLIES, smtpError, type SmtpReply } from "./replies";
 
@@ -49,6 +51,10 @@ export interface SmtpInboundOptions {
   accept: (input: AcceptInput) => Promise<{ message: SentMessage; duplicate: boolean }>;
   originals: OriginalMails;
   bounces: Pick<BounceQueue, "enqueue">;
+  /** Recognises the return paths of mail this gateway sent. */
+  returnPaths: Pick<ReturnPaths, "messageIdOf">;
+  /** A bounce names a message sent earlier: it failed for good (the core's `markBounced`). */
+  onBounce: (messageId: string, reason: string) => Promise<boolean>;
   logger: Logger;
   clock?: () => number;
 }
@@ -89,6 +95,8 @@ export class SmtpInbound {
       logger: false,
       ...(config.smtpTls ? { key: config.smtpTls.key, cert: config.smtpTls.cert } : {}),
       onRcptTo: (address, _session, callback) => {
+        // A report about mail we sent, addressed to that mail's return path.
+        if (this.o.returnPaths.messageIdOf(address.address)) return callback();
         const mapped = mapRecipient(address.address, config.mailDomain, config.smsDomain);
         if (mapped.ok) return callback();
         this.o.logger.info({ rcpt: address.address, reply: formatReply(mapped.reply) }, "recipient refused");
@@ -169,10 +177,18 @@ export class SmtpInbound {
     const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
     // One submission per mesh recipient: "Bob@" and "bob@" are the same profile.
     const targets = new Map<string, string>();
+    const bounced = new Set<string>();
     for (const rcpt of session.envelope.rcptTo) {
+      const messageId = this.o.returnPaths.messageIdOf(rcpt.address);
+      if (messageId) {
+        bounced.add(messageId);
+        continue;
+      }
       const mapped = mapRecipient(rcpt.address, config.mailDomain, config.smsDomain);
       if (mapped.ok && !targets.has(mapped.recipient)) targets.set(mapped.recipient, rcpt.address);
     }
+    if (bounced.size > 0) await this.takeReport(raw, [...bounced], session);
+    if (targets.size === 0) return { code: 250, status: "2.0.0", text: "OK: report received" };
     const now = this.clock();
     const body = Buffer.concat([Buffer.from(receivedField(session, config.mailDomain, [...targets.values()], new Date(now))), raw]);
 
@@ -206,6 +222,26 @@ export class SmtpInbound {
       }
     }
     return { code: 250, status: "2.0.0", text: `OK: queued as ${accepted[0]!.messageId} for ${accepted.length} of ${outcomes.length} recipients; a report on the others follows` };
+  }
+
+  /**
+   * A report to the return path of mail we sent. A recipient that failed fails the message for
+   * good (our mail has one recipient); delays and anything that is not a delivery status
+   * notification are noted and dropped: a report is never answered with another.
+   */
+  private async takeReport(raw: Buffer, messageIds: string[], session: SMTPServerSession): Promise<void> {
+    const statuses = await readDeliveryStatus(raw);
+    const failure = statuses?.find((s) => s.action === "failed");
+    if (!failure) {
+      this.o.logger.info({ session: session.id, messageIds, actions: statuses?.map((s) => s.action) ?? "not a delivery status notification" }, "report without a failure; nothing changes");
+      return;
+    }
+    const detail = failure.diagnostic || "no diagnostic";
+    const reason = `bounced by the recipient's mail system: ${detail}${failure.status && !detail.includes(failure.status) ? ` (${failure.status})` : ""}`;
+    for (const messageId of messageIds) {
+      const changed = await this.o.onBounce(messageId, reason);
+      this.o.logger.info({ session: session.id, messageId, status: failure.status, changed }, changed ? "bounce: message failed" : "bounce for a message already final or unknown");
+    }
   }
 
   private async acceptOne(recipient: string, address: string, from: string, body: Buffer, mail: InspectedMail): Promise<Outcome> {

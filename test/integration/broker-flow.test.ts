@@ -16,6 +16,7 @@ import {
   type RunningBroker,
 } from "../support/mesh";
 import { BrokerClient } from "../../common/mesh/broker-client";
+import { until } from "../support/wait";
 
 describe.each(STORE_KINDS)("broker phases 1, 2 and 4 (%s store)", (kind) => {
   const secrets = generateMeshSecrets();
@@ -115,5 +116,26 @@ describe.each(STORE_KINDS)("broker phases 1, 2 and 4 (%s store)", (kind) => {
     ).rejects.toMatchObject({ code: 7, details: expect.stringContaining("not the destination") });
     const delivered = await gwSms.client.report({ messageId: meta.messageId, releaseId: reroute.releaseId, attempt: 2, outcome: ReportOutcome.REPORT_OUTCOME_DELIVERED, failureKind: 0, reason: "DELIVRD", segments: 2, deliveredBytes: 140, atUnixMs: Date.now() });
     expect(delivered.state).toBe(MessageState.MESSAGE_STATE_DELIVERED);
+  });
+
+  test("after DELIVERED only a permanent failure from the destination counts (a bounce): FAILED, no fallback; after READ nothing", async () => {
+    const meta = metaFor("gw-im-a", { sender: "alice", recipient: "bob" });
+    const release = await gwA.client.submit(meta);
+    const base = { messageId: meta.messageId, releaseId: release.releaseId, attempt: 1, segments: 0, deliveredBytes: 5, atUnixMs: Date.now() };
+    const notDelivered = (failureKind: FailureKind, reason: string) => ({ ...base, outcome: ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED, failureKind, reason });
+    expect((await gwB.client.report({ ...base, outcome: ReportOutcome.REPORT_OUTCOME_DELIVERED, failureKind: 0, reason: "" })).state).toBe(MessageState.MESSAGE_STATE_DELIVERED);
+    // The originator giving up, or a temporary failure, does not undo a delivery.
+    expect(await gwA.client.report(notDelivered(FailureKind.FAILURE_KIND_PERMANENT, "unreachable"))).toEqual({ state: MessageState.MESSAGE_STATE_DELIVERED, rerouted: false });
+    expect(await gwB.client.report(notDelivered(FailureKind.FAILURE_KIND_TEMPORARY, "later"))).toEqual({ state: MessageState.MESSAGE_STATE_DELIVERED, rerouted: false });
+    expect(await gwB.client.report(notDelivered(FailureKind.FAILURE_KIND_PERMANENT, "bounced: 550 5.1.1 no such user"))).toEqual({ state: MessageState.MESSAGE_STATE_FAILED, rerouted: false });
+    const failedNotice = await until(() => gwA.notices.find((n) => n.request.messageId === meta.messageId && n.request.event?.state === MessageState.MESSAGE_STATE_FAILED));
+    expect(failedNotice.request.event).toMatchObject({ failureKind: FailureKind.FAILURE_KIND_PERMANENT, reason: "bounced: 550 5.1.1 no such user" });
+    expect(failedNotice.request.reroute).toBeUndefined();
+
+    const read = metaFor("gw-im-a", { sender: "alice", recipient: "bob" });
+    const readRelease = await gwA.client.submit(read);
+    const readBase = { messageId: read.messageId, releaseId: readRelease.releaseId, attempt: 1, segments: 0, deliveredBytes: 5, atUnixMs: Date.now(), failureKind: 0, reason: "" };
+    await gwB.client.report({ ...readBase, outcome: ReportOutcome.REPORT_OUTCOME_READ });
+    expect(await gwB.client.report({ ...readBase, outcome: ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED, failureKind: FailureKind.FAILURE_KIND_PERMANENT, reason: "x" })).toEqual({ state: MessageState.MESSAGE_STATE_READ, rerouted: false });
   });
 });

@@ -6,6 +6,7 @@ import { Medium, MessageState } from "../../gen/uims/common/v1/types";
 import { createLogger } from "../../common/logger";
 import { callUnary } from "../../common/mesh/peer";
 import type { Store } from "../../common/store";
+import { composeBounce } from "../../gateways/email/bounce";
 import { loadEmailGatewayConfig } from "../../gateways/email/config";
 import { createEmailGateway, type EmailGateway } from "../../gateways/email/server";
 import { startProcessor, type RunningProcessor } from "../../processor/testing";
@@ -177,7 +178,9 @@ describe.each(STORE_KINDS)("email gateway in a mesh without a processor (%s stor
     const messageId = /queued as (\S+)/.exec(result.decisive)![1]!;
 
     const mail = await sink.waitForMail(forSink("carol@example.net"));
-    expect(mail.envelope.from).toBe("postmaster@uims.local");
+    // The return path names the message, for a bounce that may come later.
+    expect(mail.envelope.from).toMatch(/^postmaster\+[0-9a-f]{44}@uims\.local$/);
+    expect(mail.envelope.from.slice("postmaster+".length, "postmaster+".length + 32)).toBe(messageId.replace(/-/g, ""));
     expect(mail.parsed.subject).toBe("hi carol");
     expect(mail.parsed.text).toContain("hello from outside");
     expect(mail.parsed.from?.value[0]?.address).toBe("x@example.org");
@@ -232,6 +235,29 @@ describe.each(STORE_KINDS)("email gateway in a mesh without a processor (%s stor
     const failed = status.events.find((e: StatusEvent) => e.state === MessageState.MESSAGE_STATE_FAILED);
     expect(failed?.reason).toBe("550 5.1.1 mailbox unavailable");
     expect(sink.mails.some((m) => m.envelope.to.includes("frank@example.org"))).toBe(false);
+  });
+
+  test("the relay takes alice's mail, the recipient's system bounces it later: alice's status turns FAILED with its diagnostic", async () => {
+    const raw = await composed({ from: "alice@uims.local", to: "ivan@example.org", subject: "bounces later", text: "hi ivan" });
+    const sent = await aliceSends(mesh, "mailto:ivan@example.org", rfc822(raw));
+    const mail = await sink.waitForMail(forSink("ivan@example.org"));
+    await aliceStatus(mesh, sent.messageId, MessageState.MESSAGE_STATE_DELIVERED);
+
+    const report = await composeBounce(
+      { to: mail.envelope.from, subject: "bounces later", recipients: [{ address: "ivan@example.org", status: "5.1.1", diagnostic: "550 5.1.1 <ivan@example.org>: no such user" }], originalHeaders: "", originalMessageId: "", arrivedAtUnixMs: Date.now() },
+      { from: "MAILER-DAEMON@mx.example.org", reportingMta: "mx.example.org", id: "dsn-1", now: new Date() },
+    );
+    const result = await swaks(gw.smtpPort, ["--from", "<>", "--to", mail.envelope.from, "--data", "-"], report);
+    expect(result.decisive).toBe("250 2.0.0 OK: report received");
+
+    const status = await aliceStatus(mesh, sent.messageId, MessageState.MESSAGE_STATE_FAILED);
+    const states = status.events.map((e: StatusEvent) => e.state);
+    expect(states.indexOf(MessageState.MESSAGE_STATE_FAILED)).toBeGreaterThan(states.indexOf(MessageState.MESSAGE_STATE_DELIVERED));
+    const failed = status.events.find((e: StatusEvent) => e.state === MessageState.MESSAGE_STATE_FAILED);
+    expect(failed?.reason).toBe("bounced by the recipient's mail system: 550 5.1.1 <ivan@example.org>: no such user");
+    // The same report again changes nothing.
+    expect((await swaks(gw.smtpPort, ["--from", "<>", "--to", mail.envelope.from, "--data", "-"], report)).decisive).toBe("250 2.0.0 OK: report received");
+    expect((await aliceStatus(mesh, sent.messageId, MessageState.MESSAGE_STATE_FAILED)).events.filter((e: StatusEvent) => e.state === MessageState.MESSAGE_STATE_FAILED)).toHaveLength(1);
   });
 
   test("a mail from outside that the relay refuses for good ends in a non-delivery report to its sender", async () => {
@@ -367,7 +393,7 @@ describe("email gateway in a mesh with a processor", () => {
   test("alice's text to mailto:ida@example.org is converted to a well-formed mail and relayed; alice DELIVERED", async () => {
     const sent = await aliceSends(mesh, "mailto:ida@example.org", { contentType: "text/plain; charset=utf-8", body: Buffer.from("hi ida, grüße"), subject: "from alice" });
     const mail = await mesh.sink.waitForMail(forSink("ida@example.org"));
-    expect(mail.envelope.from).toBe("postmaster@uims.local");
+    expect(mail.envelope.from).toMatch(/^postmaster\+[0-9a-f]{44}@uims\.local$/);
     expect(mail.parsed.subject).toBe("from alice");
     expect(mail.parsed.text?.trim()).toBe("hi ida, grüße");
     expect(mail.parsed.from?.value[0]?.address).toBe("alice@uims.local");
