@@ -1,9 +1,12 @@
 import {
+  bucketTtlMs,
+  checkBucket,
   checkIncrement,
   checkScore,
   normalizeCount,
   normalizeMaxLen,
   normalizeTtl,
+  refillAndTake,
   StoreUnavailableError,
   WRONGTYPE_MESSAGE,
   type Store,
@@ -193,6 +196,21 @@ export class MemoryStore implements Store {
       if (!hash) this.#data.set(key, target);
     }
     if (ttl !== undefined && this.#data.has(key)) this.#expiries.set(key, Date.now() + ttl);
+  }
+
+  async takeToken(key: string, ratePerSecond: number, burst: number): Promise<number> {
+    this.#open();
+    checkBucket(ratePerSecond, burst);
+    const now = Date.now();
+    const hash = this.#read(key, "hash") ?? { kind: "hash" as const, fields: new Map<string, string>() };
+    const tokens = Number(hash.fields.get("tokens") ?? burst);
+    const at = Number(hash.fields.get("at") ?? now);
+    const next = refillAndTake(tokens, at, now, ratePerSecond, burst);
+    hash.fields.set("tokens", String(next.tokens));
+    hash.fields.set("at", String(now));
+    this.#data.set(key, hash);
+    this.#expiries.set(key, now + bucketTtlMs(ratePerSecond, burst));
+    return next.waitMs;
   }
 
   async getFields(key: string): Promise<Record<string, string>> {

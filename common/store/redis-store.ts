@@ -1,5 +1,7 @@
 import { createClient, defineScript, ErrorReply, RESP_TYPES, type CommandParser } from "redis";
 import {
+  bucketTtlMs,
+  checkBucket,
   checkIncrement,
   checkScore,
   DEFAULT_PREFIX,
@@ -113,11 +115,41 @@ return 0`,
   transformReply: (reply: unknown): unknown => reply,
 });
 
+// The token bucket of Store.takeToken (the same arithmetic as refillAndTake), on Redis's clock
+// so that replicas with different clocks share one bucket.
+const takeToken = defineScript({
+  NUMBER_OF_KEYS: 1,
+  // ARGV: rate per second, burst, ttl ms.
+  SCRIPT: `
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) / 1000 * rate)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = math.max(1, math.ceil((1 - tokens) / rate * 1000))
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return wait`,
+  parseCommand(parser: CommandParser, key: string, ratePerSecond: number, burst: number, ttlMs: number) {
+    parser.pushKey(key);
+    parser.push(String(ratePerSecond), String(burst), String(ttlMs));
+  },
+  transformReply: (reply: unknown): number => Number(reply),
+});
+
 function connect(options: RedisStoreOptions) {
   const maxDelay = options.maxReconnectDelayMs ?? 2000;
   return createClient({
     url: options.url,
-    scripts: { compareAndSet, incrementFields, setMany },
+    scripts: { compareAndSet, incrementFields, setMany, takeToken },
     // Fail fast while disconnected instead of queueing without bound; the readiness gate below
     // decides how long a command may wait for the connection.
     disableOfflineQueue: true,
@@ -259,6 +291,13 @@ export class RedisStore implements Store {
       }
       if (pairs.length === 0 && ttl === undefined) return;
       await this.#client.incrementFields(this.#key(key), ttl, pairs);
+    });
+  }
+
+  takeToken(key: string, ratePerSecond: number, burst: number): Promise<number> {
+    return this.#run(() => {
+      checkBucket(ratePerSecond, burst);
+      return this.#client.takeToken(this.#key(key), ratePerSecond, burst, bucketTtlMs(ratePerSecond, burst));
     });
   }
 

@@ -236,6 +236,41 @@ describe.each<Kind>(["memory", "redis"])("%s store", (kind) => {
     });
   });
 
+  describe("token buckets", () => {
+    // Slow rates: a loaded machine must not refill a bucket between two calls of a test.
+    test("a burst, then the wait until the next token; the bucket refills at the rate", async () => {
+      for (let i = 0; i < 3; i++) expect(await store.takeToken("bucket", 2, 3)).toBe(0);
+      const wait = await store.takeToken("bucket", 2, 3);
+      expect(wait).toBeGreaterThan(0);
+      expect(wait).toBeLessThanOrEqual(500);
+      // Other keys are other buckets.
+      expect(await store.takeToken("other", 2, 3)).toBe(0);
+      await sleep(wait + 30);
+      expect(await store.takeToken("bucket", 2, 3)).toBe(0);
+      expect(await store.takeToken("bucket", 2, 3)).toBeGreaterThan(0);
+    });
+
+    test("refills up to the burst, never beyond; a bucket left alone expires once full", async () => {
+      expect(await store.takeToken("b", 2, 2)).toBe(0);
+      expect(await store.takeToken("b", 2, 2)).toBe(0);
+      await sleep(1_600);
+      expect(await store.takeToken("b", 2, 2)).toBe(0);
+      expect(await store.takeToken("b", 2, 2)).toBe(0);
+      expect(await store.takeToken("b", 2, 2)).toBeGreaterThan(0);
+      expect(await store.takeToken("quick", 20, 1)).toBe(0);
+      // Full again after 50 ms, gone a second after that.
+      await sleep(1_300);
+      expect(await store.scanKeys("quick")).toEqual([]);
+    });
+
+    test("a rate or burst that makes no bucket is a RangeError; another kind of key is WRONGTYPE", async () => {
+      await expect(store.takeToken("b", 0, 1)).rejects.toThrow(RangeError);
+      await expect(store.takeToken("b", 1, 0.5)).rejects.toThrow(RangeError);
+      await store.set("text", "x");
+      await expect(store.takeToken("text", 1, 1)).rejects.toThrow(/WRONGTYPE/);
+    });
+  });
+
   describe("sorted sets", () => {
     test("add, update, count, remove", async () => {
       await Promise.all([store.sortedAdd("due", "a", 3), store.sortedAdd("due", "b", 1), store.sortedAdd("due", "c", 2)]);

@@ -42,6 +42,13 @@ export interface Store {
   compareAndSet(key: string, expected: string | null, next: string | null, ttlMs?: number): Promise<boolean>;
   /** Hash counters (HINCRBY for each field, integers only), optional TTL refresh on the key. Atomic. */
   incrementFields(key: string, increments: Record<string, number>, ttlMs?: number): Promise<void>;
+  /**
+   * Takes one token from the token bucket under `key` (a hash: tokens and when they were
+   * counted), which refills at `ratePerSecond` up to `burst`. Resolves 0 when a token was taken,
+   * otherwise the milliseconds until the next one. Atomic, on the store's own clock, so that
+   * replicas sharing a store share the bucket. A bucket left alone expires once it is full again.
+   */
+  takeToken(key: string, ratePerSecond: number, burst: number): Promise<number>;
   /** All fields of a hash; {} when the key does not exist. */
   getFields(key: string): Promise<Record<string, string>>;
   /** Sorted set: adds the member or updates its score (ZADD). */
@@ -110,6 +117,23 @@ export function normalizeTtl(ttlMs: number | undefined): number | undefined {
 
 export function checkScore(score: number): void {
   if (Number.isNaN(score)) throw new RangeError("sorted set score must not be NaN");
+}
+
+export function checkBucket(ratePerSecond: number, burst: number): void {
+  if (!(ratePerSecond > 0) || !Number.isFinite(ratePerSecond)) throw new RangeError(`token rate must be a positive number, got ${ratePerSecond}`);
+  if (!(burst >= 1) || !Number.isFinite(burst)) throw new RangeError(`token burst must be at least 1, got ${burst}`);
+}
+
+/** How long an untouched bucket lives: until it is full again, and a second more. */
+export function bucketTtlMs(ratePerSecond: number, burst: number): number {
+  return Math.ceil((burst / ratePerSecond) * 1000) + 1000;
+}
+
+/** The bucket arithmetic both stores share: refill since `at`, then take a token if there is one. */
+export function refillAndTake(tokens: number, at: number, now: number, ratePerSecond: number, burst: number): { tokens: number; waitMs: number } {
+  const available = Math.min(burst, tokens + (Math.max(0, now - at) / 1000) * ratePerSecond);
+  if (available >= 1) return { tokens: available - 1, waitMs: 0 };
+  return { tokens: available, waitMs: Math.max(1, Math.ceil(((1 - available) / ratePerSecond) * 1000)) };
 }
 
 export function checkIncrement(field: string, by: number): void {

@@ -50,7 +50,7 @@ export function createClientService(d: ClientServiceDeps): ClientServiceServer {
   return {
     send: unary(async (req: SendRequest, metadata) => {
       const clientId = await d.auth.authenticate(metadata);
-      d.rateLimiter.take(clientId);
+      await d.rateLimiter.take(clientId);
       if (!req.recipient.trim()) throw new InvalidArgumentError("recipient", "must not be empty");
       const payload = req.payload;
       if (!payload) throw new InvalidArgumentError("payload", "is required");

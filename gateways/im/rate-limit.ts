@@ -1,36 +1,23 @@
 import { ResourceExhaustedError } from "../../common/errors";
+import type { Store } from "../../common/store";
 
 /**
  * Per-client token buckets for the public API: each client may send `ratePerSecond` messages a
  * second on average, in bursts of up to `burst`. A client over its rate gets RESOURCE_EXHAUSTED
- * with the time until its next token in the `retry-after-ms` trailer. Buckets are per gateway
- * process: behind N replicas a client's ceiling is N times the rate.
+ * with the time until its next token in the `retry-after-ms` trailer. The buckets live in the
+ * store, so im gateway replicas sharing a Redis share each client's bucket: the limit holds
+ * however many replicas a client's calls are spread over.
  */
 export class ClientRateLimiter {
-  private readonly buckets = new Map<string, { tokens: number; updatedAt: number }>();
-
   constructor(
+    private readonly store: Pick<Store, "takeToken">,
     private readonly ratePerSecond: number,
     private readonly burst: number,
-    private readonly clock: () => number = Date.now,
   ) {}
 
-  take(clientId: string): void {
+  async take(clientId: string): Promise<void> {
     if (this.ratePerSecond <= 0) return;
-    const now = this.clock();
-    const bucket = this.buckets.get(clientId) ?? { tokens: this.burst, updatedAt: now };
-    bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.updatedAt) / 1000) * this.ratePerSecond);
-    bucket.updatedAt = now;
-    if (bucket.tokens < 1) {
-      this.buckets.set(clientId, bucket);
-      const waitMs = Math.ceil(((1 - bucket.tokens) / this.ratePerSecond) * 1000);
-      throw new ResourceExhaustedError(`client "${clientId}" is sending faster than ${this.ratePerSecond} messages per second`, waitMs);
-    }
-    bucket.tokens -= 1;
-    this.buckets.set(clientId, bucket);
-    // Idle clients' buckets are full again: forget them so the map does not grow without bound.
-    if (this.buckets.size > 100_000) {
-      for (const [id, b] of this.buckets) if (now - b.updatedAt > (this.burst / this.ratePerSecond) * 1000) this.buckets.delete(id);
-    }
+    const waitMs = await this.store.takeToken(`send-rate:${clientId}`, this.ratePerSecond, Math.max(1, this.burst));
+    if (waitMs > 0) throw new ResourceExhaustedError(`client "${clientId}" is sending faster than ${this.ratePerSecond} messages per second`, waitMs);
   }
 }

@@ -45,7 +45,7 @@ export function createImGateway(config: ImGatewayConfig, store: Store, logger: L
       watchers,
       adapter: adapter!,
       broker: gateway.broker,
-      rateLimiter: new ClientRateLimiter(config.sendRatePerSecond, config.sendBurst, clock),
+      rateLimiter: new ClientRateLimiter(store, config.sendRatePerSecond, config.sendBurst),
       logger,
       inFlight: clientInFlight,
     }),
