@@ -18,7 +18,7 @@ export interface BrokerConfig extends CommonConfig {
   noticeRetryMs: number;
   /** Largest gRPC message the broker accepts: it only ever sees meta information. */
   maxMessageBytes: number;
-  /** How long routing may use a profile it read (admin changes take effect within this). */
+  /** How often routing looks whether any profile changed (admin changes take effect within this). */
   profileCacheMs: number;
   /**
    * Connections older than this are asked to go away (HTTP/2 GOAWAY), so that clients resolve

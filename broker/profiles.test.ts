@@ -138,7 +138,7 @@ describe.each(["memory", "redis"] as const)("ProfileDirectory (%s store)", (kind
       expect(await directory.require("alice")).toEqual(created);
 
       const hex = createHash("sha256").update(clientToken).digest("hex");
-      expect((await store.scanKeys("*")).sort()).toEqual(["profile:alice", "profiles", `token:${hex}`]);
+      expect((await store.scanKeys("*")).sort()).toEqual(["profile:alice", "profiles", "profiles-version", `token:${hex}`]);
       expect(await store.get(`token:${hex}`)).toBe("alice");
       expect(await store.get("profile:alice")).not.toContain(clientToken);
       expect(await directory.resolveToken(hashToken(clientToken))).toBe("alice");

@@ -13,6 +13,8 @@ import type { Store } from "../common/store";
 //   profiles             score-0 sorted set of client ids, for listing in id order.
 const PROFILE_PREFIX = "profile:";
 const TOKEN_PREFIX = "token:";
+/** A counter every profile change raises, so that caches of profiles know when to drop them. */
+const VERSION_KEY = "profiles-version";
 const INDEX_KEY = "profiles";
 
 const DEFAULT_PAGE_SIZE = 100;
@@ -210,8 +212,17 @@ export class ProfileDirectory {
       await this.store.del(TOKEN_PREFIX + hex);
       throw new AlreadyExistsError(`profile "${profile.clientId}" already exists`);
     }
-    await this.store.sortedAdd(INDEX_KEY, profile.clientId, 0);
+    await Promise.all([this.store.sortedAdd(INDEX_KEY, profile.clientId, 0), this.changed()]);
     return { profile, clientToken };
+  }
+
+  /** Changes with every create, update and delete; what a cache compares to know it is current. */
+  async version(): Promise<string> {
+    return (await this.store.getFields(VERSION_KEY)).n ?? "0";
+  }
+
+  private changed(): Promise<void> {
+    return this.store.incrementFields(VERSION_KEY, { n: 1 });
   }
 
   async get(clientId: string): Promise<Profile | null> {
@@ -253,7 +264,10 @@ export class ProfileDirectory {
       validateProfile(merged);
       merged.createdAtUnixMs = current.createdAtUnixMs;
       merged.updatedAtUnixMs = Math.max(this.clock(), current.updatedAtUnixMs);
-      if (await this.store.compareAndSet(key, raw, encodeRecord(merged, tokenSha256))) return merged;
+      if (await this.store.compareAndSet(key, raw, encodeRecord(merged, tokenSha256))) {
+        await this.changed();
+        return merged;
+      }
     }
     throw new AbortedError(`profile "${change.clientId}" is being changed concurrently; try again`);
   }
@@ -266,8 +280,7 @@ export class ProfileDirectory {
       if (raw === null) throw new NotFoundError(`profile "${clientId}" not found`);
       const { tokenSha256 } = decodeRecord(raw);
       if (await this.store.compareAndSet(key, raw, null)) {
-        await this.store.del(TOKEN_PREFIX + tokenSha256);
-        await this.store.sortedRemove(INDEX_KEY, clientId);
+        await Promise.all([this.store.del(TOKEN_PREFIX + tokenSha256), this.store.sortedRemove(INDEX_KEY, clientId), this.changed()]);
         return;
       }
     }
