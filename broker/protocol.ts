@@ -82,6 +82,8 @@ export interface BrokerProtocolDeps {
 const MESSAGE_ID = /^[A-Za-z0-9_-]{8,64}$/;
 const ENDPOINT = /^[A-Za-z0-9.-]+:[0-9]{1,5}$|^\[[0-9A-Fa-f:]+\]:[0-9]{1,5}$/;
 const MAX_SUBJECT = 256;
+/** Media whose gateways may report for each other (see account()). */
+const REPLICATED_MEDIA: ReadonlySet<Medium> = new Set([Medium.MEDIUM_IM, Medium.MEDIUM_EMAIL]);
 
 /**
  * Phases 1, 2 and 4 of the protocol and the registry calls (patent 0033-0048). Holds no state
@@ -217,8 +219,9 @@ export class BrokerProtocol {
       if (txn) fallback = await this.fallbackRoute(txn);
     }
     // Gateways of one medium that share a store are replicas: a client reconnecting to another
-    // replica takes its inbox there, and that replica reports. It can only know the release ID
-    // (checked below) through the destination's store, so the ID stays the capability.
+    // replica takes its inbox there, and a mail system's bounce may reach any email replica, and
+    // that replica reports. It can only know the release ID (checked below) through the
+    // destination's store, so the ID stays the capability.
     const reporter = await this.d.registry.lookup(caller);
     let accountedNow = false;
     const result = await this.d.transactions.update(req.messageId, (txn) => {
@@ -227,7 +230,7 @@ export class BrokerProtocol {
       // broker falls back); every other report comes from the destination or a replica of it.
       const originGivingUp = meta.originGatewayId === caller && req.outcome === ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED;
       const replica =
-        reporter?.kind === "gateway" && reporter.medium === meta.targetMedium && meta.targetMedium === Medium.MEDIUM_IM && caller !== meta.originGatewayId;
+        reporter?.kind === "gateway" && reporter.medium === meta.targetMedium && REPLICATED_MEDIA.has(meta.targetMedium) && caller !== meta.originGatewayId;
       if (meta.destinationGatewayId !== caller && !originGivingUp && !replica) {
         throw new PermissionDeniedError(`gateway "${caller}" is not the destination of message "${req.messageId}"`);
       }

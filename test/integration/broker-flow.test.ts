@@ -138,4 +138,23 @@ describe.each(STORE_KINDS)("broker phases 1, 2 and 4 (%s store)", (kind) => {
     await gwB.client.report({ ...readBase, outcome: ReportOutcome.REPORT_OUTCOME_READ });
     expect(await gwB.client.report({ ...readBase, outcome: ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED, failureKind: FailureKind.FAILURE_KIND_PERMANENT, reason: "x" })).toEqual({ state: MessageState.MESSAGE_STATE_READ, rerouted: false });
   });
+
+  test("a bounce may reach any email replica: another email gateway reports it, an sms gateway may not", async () => {
+    const mail1 = new RecordingGateway("gw-email-1", Medium.MEDIUM_EMAIL, secrets, running.endpoint);
+    const mail2 = new RecordingGateway("gw-email-2", Medium.MEDIUM_EMAIL, secrets, running.endpoint);
+    await Promise.all([mail1.start(), mail2.start()]);
+    try {
+      const meta = metaFor("gw-im-a", { sender: "alice", recipient: "mailto:erin@example.org", contentType: "message/rfc822" });
+      const release = await gwA.client.submit(meta);
+      const destination = release.meta!.destinationGatewayId;
+      const other = destination === "gw-email-1" ? mail2 : mail1;
+      const base = { messageId: meta.messageId, releaseId: release.releaseId, attempt: 1, segments: 0, deliveredBytes: 5, atUnixMs: Date.now() };
+      const bounce = { ...base, outcome: ReportOutcome.REPORT_OUTCOME_NOT_DELIVERED, failureKind: FailureKind.FAILURE_KIND_PERMANENT, reason: "bounced: 550 5.1.1" };
+      await (destination === "gw-email-1" ? mail1 : mail2).client.report({ ...base, outcome: ReportOutcome.REPORT_OUTCOME_DELIVERED, failureKind: 0, reason: "" });
+      await expect(gwSms.client.report(bounce)).rejects.toMatchObject({ code: 7 });
+      expect(await other.client.report(bounce)).toEqual({ state: MessageState.MESSAGE_STATE_FAILED, rerouted: false });
+    } finally {
+      await Promise.all([mail1.stop(), mail2.stop()]);
+    }
+  });
 });
