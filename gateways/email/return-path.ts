@@ -27,7 +27,7 @@ export class ReturnPaths {
     const at = bounceAddress.lastIndexOf("@");
     this.local = bounceAddress.slice(0, at);
     this.domain = bounceAddress.slice(at + 1).toLowerCase();
-    this.pattern = new RegExp(`^${escape(this.local)}\\+([0-9a-f]{32})([0-9a-f]{${TAG_HEX}})@${escape(this.domain)}$`, "i");
+    this.pattern = new RegExp(`^${escapeRegExp(this.local)}\\+([0-9a-f]{32})([0-9a-f]{${TAG_HEX}})@${escapeRegExp(this.domain)}$`, "i");
   }
 
   /** Longest bounce-address local part that leaves room for the message id and tag. */
@@ -58,6 +58,6 @@ export class ReturnPaths {
   }
 }
 
-function escape(literal: string): string {
+function escapeRegExp(literal: string): string {
   return literal.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
