@@ -3,6 +3,7 @@ import { InvalidArgumentError } from "../common/errors";
 import type { Store } from "../common/store";
 import { GatewayRegistry, type NodeRegistration } from "./registry";
 import { testStore, withOverrides } from "../test/support/store";
+import { until } from "../test/support/wait";
 
 const { MEDIUM_IM, MEDIUM_SMS, MEDIUM_EMAIL, MEDIUM_UNSPECIFIED } = Medium;
 const INTERVAL = 1000;
@@ -206,6 +207,35 @@ describe.each(["memory", "redis"] as const)("GatewayRegistry (%s store)", (kind)
     expect(await shortLived.heartbeat("gw-im-1", { inFlight: 0, healthy: true, detail: "" })).toBe(false);
     expect((await shortLived.list()).map((r) => r.nodeId)).toEqual(["gw-im-2"]);
     expect(await store.sortedCount("nodes")).toBe(1);
+  });
+
+  it("with the background refresh, another replica's registration shows without a read on the message's path", async () => {
+    let loads = 0;
+    const counted = withOverrides(store, {
+      getMany: (keys: string[]) => {
+        loads++;
+        return store.getMany(keys);
+      },
+    });
+    const reader = new GatewayRegistry(counted, { heartbeatIntervalMs: INTERVAL, refreshMs: 100 });
+    const writer = new GatewayRegistry(store, { heartbeatIntervalMs: INTERVAL });
+    const stop = reader.startRefreshing((err) => {
+      throw err;
+    });
+    try {
+      await writer.register(gateway("gw-im-9", MEDIUM_IM));
+      // Nobody reads the snapshot meanwhile: the timer loads it.
+      await until(() => (loads >= 2 ? true : undefined), 2_000, "two background loads");
+      const before = loads;
+      expect((await reader.snapshot()).map((r) => r.nodeId)).toContain("gw-im-9");
+      expect(loads).toBe(before);
+    } finally {
+      stop();
+    }
+    // Stopped: no more loads.
+    const after = loads;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(loads).toBe(after);
   });
 
   it("refuses a heartbeat interval that is not positive", () => {

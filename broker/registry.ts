@@ -85,7 +85,8 @@ function checkRecord(rec: NodeRecord): void {
 
 /**
  * The gateway and processor registry. Entries live in the store, shared by every broker replica;
- * routing reads a snapshot kept in memory and refreshed at most every `refreshMs`.
+ * routing reads a snapshot kept in memory, refreshed every `refreshMs` in the background once
+ * `startRefreshing` runs (a message never waits for it), otherwise when a reader finds it older.
  */
 export class GatewayRegistry {
   readonly heartbeatIntervalMs: number;
@@ -94,6 +95,7 @@ export class GatewayRegistry {
   private readonly expireAfterMs: number;
   private cached: { at: number; records: readonly NodeRecord[] } | undefined;
   private refreshing: Promise<readonly NodeRecord[]> | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: Store,
@@ -182,12 +184,29 @@ export class GatewayRegistry {
   }
 
   /**
-   * Every entry, from an in-memory copy at most `refreshMs` old. Routing calls this for every
-   * message, so concurrent callers share one store read.
+   * Every entry, from an in-memory copy at most `refreshMs` old (twice that while the background
+   * refresh runs). Routing calls this for every message, so concurrent callers share one store read.
    */
   async snapshot(): Promise<readonly NodeRecord[]> {
     const now = this.clock();
-    if (this.cached && now - this.cached.at < this.refreshMs) return this.cached.records;
+    // With the background refresh running, a copy one missed tick old is still current enough.
+    const maxAge = this.refreshTimer ? 2 * this.refreshMs : this.refreshMs;
+    if (this.cached && now - this.cached.at < maxAge) return this.cached.records;
+    return this.refresh();
+  }
+
+  /** Refreshes the snapshot every `refreshMs` until the returned function is called. */
+  startRefreshing(onError: (err: unknown) => void): () => void {
+    const timer = setInterval(() => void this.refresh().catch(onError), this.refreshMs);
+    timer.unref();
+    this.refreshTimer = timer;
+    return () => {
+      clearInterval(timer);
+      if (this.refreshTimer === timer) this.refreshTimer = undefined;
+    };
+  }
+
+  private refresh(): Promise<readonly NodeRecord[]> {
     if (!this.refreshing) {
       this.refreshing = this.loadAll()
         .then((records) => {

@@ -81,6 +81,7 @@ export function createBrokerServer(config: BrokerConfig, store: Store, logger: L
 
   const monitor = new HealthMonitor(grpcServer.health, [storeCheck(store)], logger);
   let deadlineTimer: NodeJS.Timeout | null = null;
+  let stopRefreshing: (() => void) | null = null;
   let sweeping = false;
   return {
     ...grpcServer,
@@ -90,6 +91,7 @@ export function createBrokerServer(config: BrokerConfig, store: Store, logger: L
     async start() {
       const port = await bindServer(grpcServer.server, config.grpcHost, config.grpcPort, serverCredentials(config.tls));
       notifier.start();
+      stopRefreshing = registry.startRefreshing((err) => logger.warn({ err }, "registry refresh failed"));
       deadlineTimer = setInterval(() => {
         if (sweeping) return;
         sweeping = true;
@@ -108,6 +110,7 @@ export function createBrokerServer(config: BrokerConfig, store: Store, logger: L
     stopBackground() {
       monitor.stop();
       if (deadlineTimer) clearInterval(deadlineTimer);
+      stopRefreshing?.();
       notifier.stop();
     },
     monitor,
