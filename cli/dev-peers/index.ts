@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { escapeRegExp } from "../../gateways/email/return-path";
 import { LocalSmsc, type ReceivedSms, type RecordedSubmit } from "./smsc";
 import { SmtpSink, type ReceivedMail } from "./smtp-sink";
 
@@ -85,7 +86,7 @@ export function describeMail(mail: ReceivedMail, mailDomain: string): string {
   const to = mail.envelope.to.join(", ") || "(nobody)";
   const from = p.from?.value[0]?.address || mail.envelope.from || "<>";
   const parts = [`mail to ${to} from ${from}`, `subject ${oneLine(p.subject ?? "")}`];
-  const id = new RegExp(`^<(.+)@${mailDomain.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}>$`, "i").exec(p.messageId ?? "")?.[1];
+  const id = new RegExp(`^<(.+)@${escapeRegExp(mailDomain)}>$`, "i").exec(p.messageId ?? "")?.[1];
   if (id) parts.push(`message ${id}`);
   const attachments = p.attachments.length ? `, ${p.attachments.length} attachment${p.attachments.length === 1 ? "" : "s"}` : "";
   return `${parts.join(", ")}${attachments}: ${oneLine((p.text ?? "").trim())}`;

@@ -58,6 +58,7 @@ export class ReturnPaths {
   }
 }
 
-function escapeRegExp(literal: string): string {
+/** The literal as a regular expression that matches only itself. */
+export function escapeRegExp(literal: string): string {
   return literal.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
